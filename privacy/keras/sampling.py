@@ -138,7 +138,8 @@ def poisson_batches(
         independently of which examples were drawn). Accounted as `TruncatedSubsampledGaussianDpEvent`;
         ``sampling_of(dataset).truncated_batches`` counts the batches cut. Per-example clipping only.
       seed: seed of the sampling randomness for reproducible runs (the same batches for a seed within one version
-        of ppml: `_poisson_indices`' high-byte draw changed them from earlier versions'); default: from `secrets`.
+        of ppml: `_poisson_indices`' high-byte draw, which now skips the seed pair's first two words, changed them from
+        earlier versions'); default: from `secrets`.
       random_slots: put the sampled examples and the padding in uniformly random slots instead of
         examples first (in dataset order). Required when the batch is clipped in microbatches of
         consecutive slots: an added example then takes one free slot and changes one microbatch (2C),
@@ -449,24 +450,24 @@ def _poisson_indices(seed_pair, n: int, threshold: int):
     """The examples (int32 indices in [0, n), ascending) that join the batch of ``seed_pair``: example i joins when
     its uniform 64-bit variate U_i = H_i 2^56 + R_i is below ``threshold`` t (probability t / 2^64, independently).
 
-    The high bytes H_i are drawn for all n examples (the bytes of n / 4 Philox words of the seed pair: an eighth of
-    the words that 64-bit variates take), the low 56 bits R_i only for the candidates, H_i <= (t - 1) >> 56 (at most
-    B + n / 256 of them on average; all n as q nears 1), one per candidate in index order (the top 56 bits of a
-    uniform 64-bit word) from stream 3 of the seed pair, folded in as int64 (a seed of the pair's first 64 bits and 3:
-    two steps share it with probability 2^-64, where an int32 fold-in's 32 bits would repeat in a long run; that word
-    is the first 64 bits of H's own stream). With Philox taken as a random function, as for every draw of the
-    sampler, R is independent of H, so every U_i is a uniform 64-bit variate, independent of the others, and the rule
-    is U_i <= t - 1 exactly.
+    The high bytes H_i are drawn for all n examples (the bytes of n / 4 Philox words of the seed pair after its first
+    two: an eighth of the words that 64-bit variates take), the low 56 bits R_i only for the candidates,
+    H_i <= (t - 1) >> 56 (at most B + n / 256 of them on average; all n as q nears 1), one per candidate in index
+    order (the top 56 bits of a uniform 64-bit word) from stream 3 (`_stream`: a key of the pair's first two words
+    and 3, which two steps share with probability 2^-64). No key is made of values that decide membership: the two
+    words every stream's key holds are skipped (they were H_0..H_7 before). With Philox taken as a random function,
+    as for every draw of the sampler, R is independent of H, so every U_i is a uniform 64-bit variate, independent of
+    the others, and the rule is U_i <= t - 1 exactly.
     """
     below = threshold - 1
     high, low = tf.constant(below >> 56, tf.uint8), tf.constant(below & (2**56 - 1), tf.uint64)
-    words = tf.random.stateless_uniform([(n + 3) // 4], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint32)
-    bytes_ = tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:n]
+    words = tf.random.stateless_uniform([(n + 3) // 4 + 2], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint32)
+    bytes_ = tf.reshape(tf.bitcast(words, tf.uint8), [-1])[8 : n + 8]  # not the first 64 bits: the streams' keys
     candidates = tf.where(bytes_ <= high)[:, 0]
     rest = tf.bitwise.right_shift(
         tf.random.stateless_uniform(
             tf.shape(candidates),
-            seed=tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(3, tf.int64)),
+            seed=_stream(seed_pair, 3),
             minval=None,
             maxval=None,
             dtype=tf.uint64,
@@ -478,12 +479,15 @@ def _poisson_indices(seed_pair, n: int, threshold: int):
 
 
 def _permuted(values, seed_pair, stream: int):
-    """``values`` in a uniformly random order (Philox stream ``stream`` of the batch's seed pair, folded in as int64:
-    a key of 64 bits from the pair and ``stream``, so two steps share it with probability 2^-64, where an int32
-    fold-in's 32 bits would repeat among the steps of a long run; no ties)."""
-    return tf.random.experimental.stateless_shuffle(
-        values, seed=tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(stream, tf.int64))
-    )
+    """``values`` in a uniformly random order (`_stream` ``stream`` of the batch's seed pair; no ties)."""
+    return tf.random.experimental.stateless_shuffle(values, seed=_stream(seed_pair, stream))
+
+
+def _stream(seed_pair, stream: int):
+    """The Philox key of stream ``stream`` of a batch's seed pair (0, 1, 2: `_permuted`; 3: `_poisson_indices`),
+    folded in as int64: the first 64 bits of the pair's own Philox output and ``stream``, so two steps share a key
+    with probability 2^-64 (an int32 fold-in's 32 bits would repeat among the steps of a long run)."""
+    return tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(stream, tf.int64))
 
 
 def _padded(x, y, w, keep):

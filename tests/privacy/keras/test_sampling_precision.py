@@ -118,11 +118,11 @@ def test_interleaved_iterators_of_one_seeded_dataset_keep_their_own_streams():
 
 def _variates(seed_pair, n, below):
     """The uniform 64-bit variates U_i <= ``below``'s high byte plus all ones, reconstructed in numpy from the
-    sampler's two Philox draws (its high bytes: the little-endian bytes of n / 4 uint32 words; the candidates'
-    low 56 bits: the top bits of one uint64 each, stream 3 folded in as int64): {index: U_i} for the candidates,
-    H_i <= below >> 56."""
-    words = tf.random.stateless_uniform([(n + 3) // 4], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint32)
-    high = words.numpy().astype("<u4").view(np.uint8)[:n]
+    sampler's two Philox draws (its high bytes: the little-endian bytes of n / 4 uint32 words of the seed pair after
+    its first two; the candidates' low 56 bits: the top bits of one uint64 each, stream 3 folded in as int64):
+    {index: U_i} for the candidates, H_i <= below >> 56."""
+    words = tf.random.stateless_uniform([(n + 3) // 4 + 2], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint32)
+    high = words.numpy().astype("<u4").view(np.uint8)[8 : n + 8]
     candidates = np.flatnonzero(high <= below >> 56)
     low = tf.random.stateless_uniform(
         [len(candidates)],
@@ -159,6 +159,17 @@ def test_a_batch_is_the_examples_whose_variate_is_below_the_threshold():
     assert len(sampling._poisson_indices(seed_pair, n, 2**64)) == n
     (only,) = _variates(seed_pair, 1, 2**64 - 1).values()
     assert [sampling._poisson_indices(seed_pair, 1, t).numpy().tolist() for t in (only, only + 1)] == [[], [0]]
+
+
+def test_every_streams_key_holds_the_pairs_first_two_words_which_the_high_bytes_skip():
+    """An int64 fold-in's key is the pair's first 64 bits of Philox output and the stream: the high bytes H skip those
+    two words (`_variates`, which the batch tests compare the sampler with), so no stream's key is made of H_0..H_7."""
+    seed_pair = tf.constant([3, 14], tf.int64)
+    own = tf.random.stateless_uniform([2], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint32)
+    for stream in (0, 3):
+        key = tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(stream, tf.int64)).numpy()
+        assert np.array([key[0]], "<i8").view(np.uint8).tolist() == own.numpy().astype("<u4").view(np.uint8).tolist()
+        assert key[1] == stream
 
 
 @pytest.mark.parametrize("truncated", [None, 31])
