@@ -196,13 +196,13 @@ def test_the_ring_word_kernels_equal_the_numpy_steps_they_replaced(count):
                 kernels.check_word(term, bits, pair, bound, mask, first)
                 expected = ref_check_word(other_words, bits, pair, bound, mask, first)
                 assert np.array_equal(term, expected), (bits, first, len(bound))
-    for zeros in (0, 1, count):  # W = 0 nowhere but at random, in one place, everywhere
+    for zeros in sorted({0, min(count, 1), count}):  # W = 0 nowhere, in one place, everywhere
+        want = ring_words(count) | np.uint64(1)  # odd: not 0
+        want[:zeros] = 0
         w = high.copy()
-        w[:zeros] = 0
-        second = mask.copy()
-        second[:zeros] = -(high[:zeros] + part[:zeros])  # first + second = -high where W is to be 0
-        expected = ref_check_sum(w, part, second)
-        assert kernels.check_sum(w, part, second) == expected[1] and np.array_equal(w, expected[0]), zeros
+        second = want - w - part  # the pair's second word that makes W = want
+        assert ref_check_sum(w, part, second)[1] == count - zeros
+        assert kernels.check_sum(w, part, second) == count - zeros and np.array_equal(w, want), zeros
     for first in (True, False):
         out = np.empty(count, np.uint64)
         kernels.gate_pair_term(pair, beta, delta, first, out)
