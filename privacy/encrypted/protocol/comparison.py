@@ -153,18 +153,17 @@ class Comparison:
         first = p.index == u
         self._big = self.split.pair_part()  # A
         shares = (self._slot.value if first else self._shares).reshape(-1, bits)
-        if first and shares.size and shares.max() >= MODULUS:  # the kernel's arithmetic holds for residues only
-            raise TransportError(f"party {h} sent a comparison residue of {shares.max()}, not below {MODULUS}")
         pair = p.prf_with(v if first else u)
         coins = pair.words(self.split.shape)  # bit 0: beta; the other 63 bits mod `bits`: the left rotation
         self._coins = coins.reshape(-1)
         rho = pair.residues(shape, MODULUS - 1).reshape(-1, bits)  # multipliers rho - 1
         mask = pair.residues(shape, MODULUS).reshape(-1, bits)
-        a = (self._big & self._low).reshape(-1)
         out = np.empty(shares.shape, dtype=np.uint8)
         from privacy.encrypted.protocol import kernels
 
-        kernels.pair_vectors(a, self._coins, shares, rho, mask, first, out)
+        largest = kernels.pair_vectors(flat(self._big, self.split.shape), self._coins, shares, rho, mask, first, out)
+        if largest >= MODULUS:  # the kernel's arithmetic holds for residues only: its output is dropped
+            raise TransportError(f"party {h} sent a comparison residue of {largest}, not below {MODULUS}")
         rnd.send(h, out.reshape(shape))
 
     def bit(self) -> Bit:

@@ -43,6 +43,7 @@ residues).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 
 import numpy as np
@@ -144,9 +145,10 @@ class InputCheck:
         self._verdict = None
         p.add_rider(self._steps())
 
-    def _splits(self, rnd) -> tuple[list[Split], np.ndarray]:
-        """The comparisons' splits (carry, then bound unless `one_comparison`) and this party's term of
-        d - (A mod 2^k) - (B mod 2^k)."""
+    def _splits(self, rnd) -> tuple[list[Split], np.ndarray | None]:
+        """The comparisons' splits (carry, then bound unless `one_comparison`) and, at the opener, its term
+        B - (B mod 2^k) of d - (A mod 2^k) - (B mod 2^k) (the pair's, A - (A mod 2^k) at party 1 and 0 at party 2,
+        goes into `kernels.check_word`)."""
         from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
 
         p, x, k = self.p, self.x, self.k
@@ -172,7 +174,7 @@ class InputCheck:
         splits = [Split(rnd, OPENER, x.shape, pair_part=lambda: common & low)]
         if not self.one_comparison:
             splits.append(Split(rnd, OPENER, x.shape, pair_part=lambda: -common))
-        return splits, common & ~low if p.index == OPENER + 1 else np.zeros(x.shape, dtype=DTYPE)
+        return splits, None
 
     def _steps(self):
         p, x, k = self.p, self.x, self.k
@@ -189,18 +191,24 @@ class InputCheck:
         one = GateParts(None if p.index == OPENER else np.ones(x.shape, dtype=DTYPE), None, helper_zero=True)
         gated = [gate_in(p, comparison.bit(), [one], rnd) for comparison in comparisons]
         rnd = yield
-        if p.index == OPENER:
-            received = [rnd.receive(j, x.shape) for j in (1, 2)]
-            self._verdict = lambda: (inconsistent, high + received[0].value + received[1].value)
-            return
         from privacy.encrypted.protocol import kernels
 
-        (carry_term,), *bound = (finish() for finish in gated)
-        if bound:  # 1 - g
-            high = high - bound[0][0].term + (DTYPE(1) if p.index == OPENER + 1 else DTYPE(0))
+        if p.index == OPENER:
+            received = [rnd.receive(j, x.shape) for j in (1, 2)]
+
+            @functools.cache
+            def verdict():  # W = high + the pair's words (in place), or None where it is 0 everywhere
+                nonzero = kernels.check_sum(high.reshape(-1), *(flat(slot.value, x.shape) for slot in received))
+                return inconsistent, high if nonzero else None
+
+            self._verdict = verdict
+            return
+        (carry_term,), *bound = (finish() for finish in gated)  # the bound's term is g: 1 - g goes into W
+        common = x.b if p.index == OPENER + 1 else x.a
+        bound_term = flat(bound[0][0].term, x.shape) if bound else np.empty(0, dtype=DTYPE)
         mask = p.prf_with(3 - p.index).words(x.shape)  # parties 1 and 2: a mask party 0 does not know
         word = flat(carry_term.term, x.shape)  # becomes high + 2^k carry_term + mask (party 1) or - mask (party 2)
-        kernels.check_word(word, k, flat(high, x.shape), flat(mask, x.shape), p.index == 1)
+        kernels.check_word(word, k, flat(common, x.shape), bound_term, flat(mask, x.shape), p.index == OPENER + 1)
         rnd.send(OPENER, word.reshape(x.shape))
         self._verdict = lambda: (inconsistent, None)
 
@@ -211,7 +219,7 @@ class InputCheck:
         inconsistent, w = self._verdict()
         if inconsistent:
             return "the parties' copies of the input shares differ (the client sent inconsistent shares)"
-        if w is not None and np.any(w):
+        if w is not None:
             bad = w.reshape(len(w), -1) != 0
             return (
                 f"{int(bad.any(axis=1).sum())} example(s) hold values outside the bounds the model was shared "

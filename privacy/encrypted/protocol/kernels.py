@@ -83,8 +83,8 @@ def helper_message(other, shares, out):  # pragma: no cover - compiled
 
 
 @_twins(
-    types.void(
-        _array(_U64, 1),
+    types.uint8(
+        _array(_U64, 1, True),
         _array(_U64, 1, True),
         _array(_U8, 2, True),
         _array(_U8, 2, True),
@@ -96,16 +96,17 @@ def helper_message(other, shares, out):  # pragma: no cover - compiled
     depends=_DEPENDS,
 )
 def pair_vectors(a, coins, shares, rho, mask, first, out):  # pragma: no cover - compiled
-    """A pair member's blinded, rotated test vectors (`comparison.Comparison.send`), one row per value.
+    """A pair member's blinded, rotated test vectors (`comparison.Comparison.send`), one row per value; returns the
+    largest of `shares` (0 if there are none), which the caller tests against p before it sends anything.
 
-    a: the pair's number mod 2^R; coins: the pair's random words, bit 0 the secret bit beta and the other 63
-    bits, mod R, the row's left rotation; shares: this member's shares mod p of the bits of c'; rho:
-    multipliers less one (in [0, p - 1)); mask: the common mask (added by u, subtracted by v); first: whether
-    this is u.
+    a: the pair's number (only its value mod 2^R is used); coins: the pair's random words, bit 0 the secret bit beta
+    and the other 63 bits, mod R, the row's left rotation; shares: this member's shares mod p of the bits of c'; rho:
+    multipliers less one (in [0, p - 1)); mask: the common mask (added by u, subtracted by v); first: whether this
+    is u.
     Row r of out is w_i rho_i +- mask_i mod p at position (i - rotation) mod R, with
     w_i = [u] + sum_{j<i} ((1 - 2 t_j) c_j + [u] t_j) + (1 - 2 beta)(c_i - [u] t_i) for the bits t of
     a - beta mod 2^R (most significant first), or the fixed vector (0, 1, ..., 1) / 0 where beta = 1 and
-    a = 0 (c' > -1 always holds). One reduction mod p per entry: (w + LIFT) rho + mask < 2^32.
+    a = 0 mod 2^R (c' > -1 always holds). One reduction mod p per entry: (w + LIFT) rho + mask < 2^32.
     """
     count, bits = shares.shape
     one = numba.uint64(1)
@@ -114,14 +115,16 @@ def pair_vectors(a, coins, shares, rho, mask, first, out):  # pragma: no cover -
     w = np.empty(bits, np.uint32)  # w + LIFT of one row
     g = np.empty(bits, np.int32)  # the terms of its prefix sums
     blinded = np.empty(2 * bits, np.uint8)  # one row's entries, twice: the rotation is a window of it
+    largest = numba.uint8(0)
     for r in range(count):
         coin = coins[r]
         b = numba.int64(coin & one)
         tested = (a[r] - (coin & one)) & low
-        always = numba.int32(b & numba.int64(a[r] == 0))  # the fixed vector, chosen without a branch
+        always = numba.int32(b & numba.int64((a[r] & low) == 0))  # the fixed vector, chosen without a branch
         sign = 1 - 2 * b
         for i in range(bits):  # the terms, then their prefix sums (a short serial loop)
             t = numba.int32((tested >> numba.uint64(bits - 1 - i)) & one)
+            largest = max(largest, shares[r, i])
             c = numba.int32(shares[r, i])
             g[i] = (1 - 2 * t) * c + lead * t
             w[i] = numba.uint32(sign * (c - lead * t) + _LIFT)
@@ -137,6 +140,7 @@ def pair_vectors(a, coins, shares, rho, mask, first, out):  # pragma: no cover -
         offset = numba.int64((coin >> one) % numba.uint64(bits))
         for j in range(bits):
             out[r, j] = blinded[offset + j]
+    return largest
 
 
 @_twins(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)), work=0, depends=_DEPENDS)
@@ -272,10 +276,28 @@ def opener_split(a, b, lo, span, bits, carry, high, bound):  # pragma: no cover 
             bound[i] = span[i % width] - value
 
 
-@_twins(types.void(_OUT, types.int64, _IN, _IN, types.boolean), work=0)
-def check_word(term, bits, high, mask, add):  # pragma: no cover - compiled
-    """term = high + (term << bits) + mask (or - mask where not `add`), in place: a pair member's masked word of W
-    (`input_check`)."""
+@_twins(types.void(_OUT, types.int64, _IN, _IN, _IN, types.boolean), work=0)
+def check_word(term, bits, common, bound, mask, first):  # pragma: no cover - compiled
+    """A pair member's masked word of W (`input_check`), in place: term = high + (term << bits) + mask at party 1
+    (`first`), - mask at party 2, with high = (common & ~(2^bits - 1)) - bound + 1 at party 1 and -bound at party 2
+    (common: A = c_2; bound: the bound comparison's gated term, or empty where it is left out: then no -bound + 1)."""
+    low = (numba.uint64(1) << numba.uint64(bits)) - numba.uint64(1)
+    exact = len(bound) > 0
     for i in range(len(term)):
-        value = high[i] + (term[i] << numba.uint64(bits))
-        term[i] = value + mask[i] if add else value - mask[i]
+        high = (common[i] & ~low) if first else numba.uint64(0)
+        if exact:
+            high = high - bound[i] + (numba.uint64(1) if first else numba.uint64(0))
+        value = high + (term[i] << numba.uint64(bits))
+        term[i] = value + mask[i] if first else value - mask[i]
+
+
+@_twins(types.int64(_OUT, _IN, _IN), work=0)
+def check_sum(high, first, second):  # pragma: no cover - compiled
+    """high += first + second, in place (party 0's W from its part and the pair's masked words, `input_check`);
+    returns how many of the results are not 0."""
+    nonzero = 0
+    for i in range(len(high)):
+        value = high[i] + first[i] + second[i]
+        high[i] = value
+        nonzero += numba.int64(value != numba.uint64(0))
+    return nonzero

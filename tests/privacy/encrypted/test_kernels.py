@@ -146,9 +146,20 @@ def ref_opener_split(a, b, lo, span, bits):
     return (big & low) - np.uint64(1 << bits), big & ~low, span - big
 
 
-def ref_check_word(term, bits, high, mask, add):
+def ref_check_word(term, bits, common, bound, mask, first):
+    """input_check's steps at a pair member (at 530d130, before `check_word` took `common` and `bound`)."""
+    low = np.uint64((1 << bits) - 1)
+    high = common & ~low if first else np.zeros(common.shape, dtype=np.uint64)
+    if len(bound):  # 1 - g
+        high = high - bound + (np.uint64(1) if first else np.uint64(0))
     term = high + (term << np.uint64(bits))
-    return term + mask if add else term - mask
+    return term + mask if first else term - mask
+
+
+def ref_check_sum(high, first, second):
+    """input_check's W at party 0 and its zero test (at 530d130)."""
+    w = high + first + second
+    return w, int(np.count_nonzero(w))
 
 
 @pytest.mark.parametrize("count", [0, 1, 784, 78_400])
@@ -179,10 +190,19 @@ def test_the_ring_word_kernels_equal_the_numpy_steps_they_replaced(count):
             assert np.array_equal(got, want.reshape(-1)), bits
         kernels.opener_split(part, big, lo, span, bits, carry, high, np.empty(0, np.uint64))
         assert np.array_equal(carry, expected[0].reshape(-1)) and np.array_equal(high, expected[1].reshape(-1))
-        for add in (True, False):
-            term = other_words.copy()
-            kernels.check_word(term, bits, high, mask, add)
-            assert np.array_equal(term, ref_check_word(other_words, bits, high, mask, add)), (bits, add)
+        for first in (True, False):
+            for bound in (delta, np.empty(0, np.uint64)):
+                term = other_words.copy()
+                kernels.check_word(term, bits, pair, bound, mask, first)
+                expected = ref_check_word(other_words, bits, pair, bound, mask, first)
+                assert np.array_equal(term, expected), (bits, first, len(bound))
+    for zeros in sorted({0, min(count, 1), count}):  # W = 0 nowhere, in one place, everywhere
+        want = ring_words(count) | np.uint64(1)  # odd: not 0
+        want[:zeros] = 0
+        w = high.copy()
+        second = want - w - part  # the pair's second word that makes W = want
+        assert ref_check_sum(w, part, second)[1] == count - zeros
+        assert kernels.check_sum(w, part, second) == count - zeros and np.array_equal(w, want), zeros
     for first in (True, False):
         out = np.empty(count, np.uint64)
         kernels.gate_pair_term(pair, beta, delta, first, out)
@@ -224,10 +244,18 @@ def inputs(bits, n):
 @pytest.mark.parametrize("bits", range(1, 64))
 def test_kernels_equal_the_numpy_reference_at_every_width(bits):
     a, coins, shares, rho, mask = inputs(bits, 300)
+    # the pair's number with random bits above R: the kernel uses it mod 2^R
+    wide = a | (ring_words(len(a)) & ~np.uint64((1 << bits) - 1))
     for first in (True, False):
-        out = np.empty_like(shares)
-        kernels.pair_vectors(a, coins, shares, rho, mask, first, out)
-        assert np.array_equal(out, ref_pair_vectors(a, coins, shares, rho, mask, first)), first
+        expected = ref_pair_vectors(a, coins, shares, rho, mask, first)
+        for number in (a, wide):
+            out = np.empty_like(shares)
+            assert kernels.pair_vectors(number, coins, shares, rho, mask, first, out) == shares.max(), first
+            assert np.array_equal(out, expected), first
+    for bad in (P, 255):  # the largest share is returned whatever its place, so the caller can refuse it
+        spoilt = shares.copy()
+        spoilt[len(spoilt) // 2, bits // 2] = bad
+        assert kernels.pair_vectors(a, coins, spoilt, rho, mask, True, np.empty_like(shares)) == bad
     other = a ^ np.uint64((1 << bits) - 1)
     message = np.empty_like(shares)
     kernels.helper_message(other, shares, message)
@@ -250,7 +278,7 @@ def test_kernels_take_the_protocols_read_only_stream_arrays_and_empty_batches():
     assert np.array_equal(out, ref_pair_vectors(a, coins, shares, rho, mask, False))
     empty = [x[:0] for x in (a, coins, shares, rho, mask)]
     out = np.empty_like(empty[2])
-    kernels.pair_vectors(*empty, True, out)
+    assert kernels.pair_vectors(*empty, True, out) == 0
     assert out.shape == (0, 9)
 
 
@@ -490,6 +518,7 @@ TWINS = (
     "gate_pair_term",
     "opener_split",
     "check_word",
+    "check_sum",
 )
 
 
@@ -533,10 +562,11 @@ def _twin_calls(size):
             split[1].reshape(-1),
         ),
         "check_word": (
-            (words, bits, flips, bounds.repeat(16), False),
+            (words, bits, flips, bounds.repeat(16), words, True),
             0,
-            ref_check_word(words, bits, flips, bounds.repeat(16), False),
+            ref_check_word(words, bits, flips, bounds.repeat(16), words, True),
         ),
+        "check_sum": ((words.copy(), flips, bounds.repeat(16)), 0, ref_check_sum(words, flips, bounds.repeat(16))[0]),
         "helper_message": ((other, shares, np.empty_like(shares)), 2, ref_helper_message(other, shares)),
         "pair_vectors": (
             (a, coins, shares, rho, mask, True, np.empty_like(shares)),

@@ -124,8 +124,8 @@ def relu_and_sign(p, a, bits):
 def test_u_refuses_a_helpers_residue_of_p_or_more(monkeypatch):
     """A cheating helper sending 127 + c for c (the same residue mod p): u's test vector would wrap in the
     kernel's unsigned arithmetic where the pair's secret bits of a have a long run of ones (it did for 34 or
-    more leading ones of a - beta), a change the helper sees in its zero test. u refuses the message (its
-    peers then time out)."""
+    more leading ones of a - beta), a change the helper sees in its zero test. u refuses the message before it
+    sends its test vectors (its peers then time out)."""
     honest = kernels.helper_message
 
     def cheating(other, shares, out):
@@ -151,6 +151,9 @@ def test_u_refuses_a_helpers_residue_of_p_or_more(monkeypatch):
         if re.fullmatch(r"party \d sent a comparison residue of (12[7-9]|1[3-9]\d|2[0-5]\d), not below 127", m)
     ]
     assert len(refusals) == 1, errors
+    (refuser,) = (i for i, m in errors.items() if m == refusals[0])
+    # the refused round never left u: its helper waited for it in vain
+    assert any(f"party {refuser} sent nothing for step" in m for i, m in errors.items() if i != refuser), errors
 
 
 @pytest.mark.parametrize("bits", [1, 5, 30, 61, 63])
