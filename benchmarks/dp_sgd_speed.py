@@ -46,8 +46,9 @@ ranged 1.12-1.76x for the MLP on this machine kind. Each flavour and compile mod
 (one repeated batch, as the rows above) run in one process (`paired_worker`), their own train functions called in
 short alternating visits in a balanced rotated order (`interleave.balanced_rounds`), so that load and the process's
 own state (allocator, thread pools) fall on both alike; each round's ratio of the medians (wall and process CPU), the
-median over the rounds with a 95 % bootstrap interval, per process and pooled over ``--rounds`` processes, with the
-processes' range (fit's callbacks do not run: the same host work for both).
+median over the rounds with a 95 % bootstrap interval, per process and pooled over ``--rounds`` processes (processes
+and their rounds resampled, `interleave.clustered_interval`), with the processes' range. The private step includes the
+batch hooks of the callbacks a private `fit` adds (state guard, privacy budget); Keras' own run in neither.
 
     make run ARGS='python benchmarks/dp_sgd_speed.py'
     make run ARGS='python benchmarks/dp_sgd_speed.py --paired --rounds 5 --only "ppml (keras3)"'
@@ -58,6 +59,7 @@ processes' range (fit's callbacks do not run: the same host work for both).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -73,6 +75,7 @@ ANCHORS = {"mlp": 2.2, "cnn": 2.3}  # TF Privacy's best ratios on this machine k
 BATCH = 256  # the default expected batch size (--batch-size)
 NOISY_PADDING = 4.0  # sigma_c of the noisy-padding row (privacy.accounting.noisy_padding)
 NOISE_SEED = 5  # the noisy-padding row's noise seed, so that `step_rows` can replay its padding draws
+DATASET_SIZE = 60000  # the examples a private row accounts for (and a Poisson or shuffled row draws from)
 HORIZON = 200  # steps past warm-up + timed ones in which a Poisson row may extend its warm-up (`steady_warmup`)
 SEQUENCE, VOCABULARY = 32, 1000  # the transformer's and the recurrent models' sequence length; token vocabulary
 
@@ -136,7 +139,7 @@ def worker(spec: dict) -> dict:
         import keras
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    n, batch = 60000, spec["batch_size"]
+    n, batch = DATASET_SIZE, spec["batch_size"]
     x, y = examples(rng, spec["model"], batch)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     method = spec["method"]
@@ -224,39 +227,52 @@ def paired_worker(spec: dict) -> dict:
     process, each warmed up by a `fit` of ``warmup`` steps, then their own train functions on one repeated batch,
     alternated in visits of ``chunk`` steps (the first of a visit untimed: it follows the other model's step),
     ``pair_rounds`` rounds in `interleave.balanced_rounds` order. Returns each round's ratio of the private model's
-    median step to the non-private one's (wall and process CPU) and each model's median steady step (ms)."""
+    median step to the non-private one's (wall and process CPU) and each model's median steady step (ms). The batch
+    hooks of the callbacks a private `fit` adds (`privacy.keras.model.fit_callbacks`: its state guard and privacy
+    budget callback) run in the private step's time, as in `fit`; Keras' own (History, progress bar) in neither."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
     import numpy as np
     import tensorflow as tf
     from interleave import balanced_rounds, train_once
 
     from privacy.keras import compat, make_private, private_training
+    from privacy.keras.model import fit_callbacks
 
     keras = compat.default_keras()
     batch = spec["batch_size"]
     x, y = examples(np.random.default_rng(0), spec["model"], batch)
     batches = tf.data.Dataset.from_tensors((x, y)).repeat()
-    models, iterators = {}, {}
+    models, iterators, hooks = {}, {}, {}
     for method in ("keras", "ppml"):
         keras.utils.set_random_seed(0)
         model = build_model(keras, spec["model"])
         if method == "ppml":
-            make_private(model, **fixed_batches(batch, 60000))
+            make_private(model, **fixed_batches(batch, DATASET_SIZE))
         model.compile(
             optimizer=keras.optimizers.SGD(0.1),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             jit_compile=spec["xla"],
         )
         model.fit(batches, epochs=1, steps_per_epoch=spec["warmup"], verbose=0)  # traces, builds the optimizer
-        model.make_train_function()  # Keras 3 drops it after `fit`
+        model.make_train_function()  # a private `fit` leaves the model none (`privacy.keras.model.private_fit`)
         models[method] = model
         iterators[method] = iter(model.distribute_strategy.experimental_distribute_dataset(batches))
+        added = fit_callbacks(model, [], accounting=True) if method == "ppml" else []
+        hooks[method] = keras.callbacks.CallbackList(added, model=model)
+        hooks[method].on_train_begin()
+    done = {"keras": itertools.count(), "ppml": itertools.count()}
 
     def visit(method):
+        def chunk():
+            return [
+                train_once(models[method], iterators[method], hooks[method], next(done[method]))
+                for _ in range(spec["chunk"])
+            ][1:]
+
         if method == "keras":
-            return [train_once(models[method], iterators[method]) for _ in range(spec["chunk"])][1:]
+            return chunk()
         with private_training(models[method]).fitting(None):
-            return [train_once(models[method], iterators[method]) for _ in range(spec["chunk"])][1:]
+            return chunk()
 
     ratios, steps = {"wall": [], "cpu": []}, {"keras": [], "ppml": []}
     for order in balanced_rounds(["keras", "ppml"], spec["pair_rounds"]):
@@ -577,10 +593,10 @@ def paired(args, fragments) -> None:
     """``--paired``: the goal rows (fixed batches) of ``--models``, each flavour and compile mode whose private label
     ("ppml (keras3)", "ppml (tf_keras, XLA)", ...) contains a fragment of ``--only`` (all without it), each pair in
     ``--rounds`` fresh processes of `paired_worker`, the pairs interleaved process by process. Prints per pair the
-    private / non-private ratio (wall and process CPU): per process, the median of its rounds' ratios with a 95 %
-    bootstrap interval; over all processes, the median of the pooled rounds with its interval (rounds resampled), the
-    range of the processes' medians and whether the interval's upper end is within the goal (`TARGETS`)."""
-    from interleave import bootstrap_interval
+    private / non-private ratio (wall and process CPU): over all processes, the median of the pooled rounds with a
+    95 % interval (processes and their rounds resampled), the range of the processes' medians and whether both
+    intervals' upper ends are within the goal (`TARGETS`); the JSON adds each process's median and interval."""
+    from interleave import bootstrap_interval, clustered_interval
 
     pairs = [
         (model, flavour, xla, f"ppml ({flavour}{', XLA' if xla else ''})")
@@ -630,7 +646,7 @@ def paired(args, fragments) -> None:
             medians = [statistics.median(r[f"{key}_ratios"]) for r in good]
             row[key] = dict(
                 ratio=statistics.median(pooled),
-                interval=bootstrap_interval(pooled),
+                interval=clustered_interval([r[f"{key}_ratios"] for r in good]),
                 process_medians=medians,
                 process_intervals=[bootstrap_interval(r[f"{key}_ratios"]) for r in good],
             )

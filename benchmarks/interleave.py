@@ -30,11 +30,28 @@ def bootstrap_interval(values: list[float], draws: int = 2000) -> tuple[float, f
     return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
 
 
-def train_once(model, iterator) -> tuple[float, float]:
-    """One call of ``model``'s Keras train function on ``iterator``, up to its loss on the host: (wall ms, process
-    CPU ms). A private model's call must run inside `private_training(model).fitting(...)`."""
+def clustered_interval(groups: list[list[float]], draws: int = 2000) -> tuple[float, float]:
+    """95 % interval of the median of the pooled ``groups`` (e.g. the rounds of several processes), by a two-level
+    percentile bootstrap (seeded): the groups resampled, then each drawn group's values, so that a difference
+    between the groups (a process's own state) widens the interval as it would the next process's figure."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(v for g in rng.choices(groups, k=len(groups)) for v in rng.choices(g, k=len(g)))
+        for _ in range(draws)
+    )
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
+def train_once(model, iterator, callbacks=None, batch: int = 0) -> tuple[float, float]:
+    """One call of ``model``'s Keras train function on ``iterator``, up to its loss on the host, with ``callbacks``'
+    (a Keras CallbackList) batch hooks around it as `fit` calls them: (wall ms, process CPU ms). A private model's
+    call must run inside `private_training(model).fitting(...)`."""
     began = (time.perf_counter(), time.process_time())
+    if callbacks is not None:
+        callbacks.on_train_batch_begin(batch)
     logs = model.train_function(iterator)
     logs = logs.get_value() if hasattr(logs, "get_value") else logs  # Keras 3: an Optional
     float(logs["loss"])
+    if callbacks is not None:
+        callbacks.on_train_batch_end(batch, logs)
     return (time.perf_counter() - began[0]) * 1e3, (time.process_time() - began[1]) * 1e3
