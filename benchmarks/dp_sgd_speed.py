@@ -41,7 +41,17 @@ runs R times, the configurations interleaved round by round (so a change in the 
 alike), and each figure is the median over the rounds. The processor and the load average before and
 after are printed and written with the table (JSON).
 
+``--paired`` measures the fixed-batch goal rows (`TARGETS`) so that they settle: single fresh processes of one tree
+ranged 1.12-1.76x for the MLP on this machine kind. Each flavour and compile mode's non-private and private models
+(one repeated batch, as the rows above) run in one process (`paired_worker`), their own train functions called in
+short alternating visits in a balanced rotated order (`interleave.balanced_rounds`), so that load and the process's
+own state (allocator, thread pools) fall on both alike; each round's ratio of the medians (wall and process CPU), the
+median over the rounds with a 95 % bootstrap interval, per process and pooled over ``--rounds`` processes (processes
+and their rounds resampled, `interleave.clustered_interval`), with the processes' range. The private step includes the
+batch hooks of the callbacks a private `fit` adds (state guard, privacy budget); Keras' own run in neither.
+
     make run ARGS='python benchmarks/dp_sgd_speed.py'
+    make run ARGS='python benchmarks/dp_sgd_speed.py --paired --rounds 5 --only "ppml (keras3)"'
     make run ARGS='python benchmarks/dp_sgd_speed.py --tf-privacy-python /tmp/tfprivacy-venv/bin/python-tfp'
     python benchmarks/dp_sgd_speed.py --opacus-python /work/side/opacus/bin/python   # (runtime: see README)
 """
@@ -49,6 +59,7 @@ after are printed and written with the table (JSON).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -64,6 +75,7 @@ ANCHORS = {"mlp": 2.2, "cnn": 2.3}  # TF Privacy's best ratios on this machine k
 BATCH = 256  # the default expected batch size (--batch-size)
 NOISY_PADDING = 4.0  # sigma_c of the noisy-padding row (privacy.accounting.noisy_padding)
 NOISE_SEED = 5  # the noisy-padding row's noise seed, so that `step_rows` can replay its padding draws
+DATASET_SIZE = 60000  # the examples a private row accounts for (and a Poisson or shuffled row draws from)
 HORIZON = 200  # steps past warm-up + timed ones in which a Poisson row may extend its warm-up (`steady_warmup`)
 SEQUENCE, VOCABULARY = 32, 1000  # the transformer's and the recurrent models' sequence length; token vocabulary
 
@@ -127,7 +139,7 @@ def worker(spec: dict) -> dict:
         import keras
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    n, batch = 60000, spec["batch_size"]
+    n, batch = DATASET_SIZE, spec["batch_size"]
     x, y = examples(rng, spec["model"], batch)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     method = spec["method"]
@@ -186,14 +198,7 @@ def worker(spec: dict) -> dict:
                 if spec.get("shuffled"):  # fit's shuffled batches of exactly `batch` rows from the arrays
                     xs, ys = examples(rng, spec["model"], n)
                     data_mb = (xs.nbytes + ys.nbytes) / 2**20
-                make_private(
-                    model,
-                    l2_norm_clip=1.0,
-                    noise_multiplier=1.1,
-                    expected_batch_size=batch,
-                    dataset_size=n,
-                    sampling="shuffle",
-                )
+                make_private(model, **fixed_batches(batch, n))
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, jit_compile=spec["xla"])
     ends, cpu_ends = [], []
 
@@ -210,6 +215,82 @@ def worker(spec: dict) -> dict:
     result = step_timings(ends, cpu_ends, warmup, data_mb)
     rows = rows[:steps] or [batch] * steps  # the non-Poisson rows: one shape
     return {**result, "warmup_steps": warmup, **shape_costs(rows, np.diff(cpu_ends) * 1000, warmup)}
+
+
+def fixed_batches(batch: int, n: int) -> dict:
+    """`make_private`'s options for the fixed-batch rows: shuffled batches of ``batch`` from ``n`` examples."""
+    return dict(l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=batch, dataset_size=n, sampling="shuffle")
+
+
+def paired_worker(spec: dict) -> dict:
+    """``--paired``: the non-private and the private (fixed batches) model of one flavour and compile mode in this
+    process, each warmed up by a `fit` of ``warmup`` steps, then their own train functions on one repeated batch,
+    alternated in visits of ``chunk`` steps (the first of a visit untimed: it follows the other model's step),
+    ``pair_rounds`` rounds in `interleave.balanced_rounds` order. Returns each round's ratio of the private model's
+    median step to the non-private one's (wall and process CPU) and each model's median steady step (ms). The batch
+    hooks of the callbacks a private `fit` adds (`privacy.keras.model.fit_callbacks`: its state guard and privacy
+    budget callback) run in the private step's time, as in `fit`; Keras' own (History, progress bar) in neither."""
+    os.environ["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
+    import numpy as np
+    import tensorflow as tf
+    from interleave import balanced_rounds, train_once
+
+    from privacy.keras import compat, make_private, private_training
+    from privacy.keras.model import fit_callbacks
+
+    keras = compat.default_keras()
+    batch = spec["batch_size"]
+    x, y = examples(np.random.default_rng(0), spec["model"], batch)
+    batches = tf.data.Dataset.from_tensors((x, y)).repeat()
+    models, iterators, hooks = {}, {}, {}
+    for method in ("keras", "ppml"):
+        keras.utils.set_random_seed(0)
+        model = build_model(keras, spec["model"])
+        if method == "ppml":
+            make_private(model, **fixed_batches(batch, DATASET_SIZE))
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=spec["xla"],
+        )
+        model.fit(batches, epochs=1, steps_per_epoch=spec["warmup"], verbose=0)  # traces, builds the optimizer
+        model.make_train_function()  # a private `fit` leaves the model none (`privacy.keras.model.private_fit`)
+        models[method] = model
+        iterators[method] = iter(model.distribute_strategy.experimental_distribute_dataset(batches))
+        added = fit_callbacks(model, [], accounting=True) if method == "ppml" else []
+        hooks[method] = keras.callbacks.CallbackList(added, model=model)
+        hooks[method].on_train_begin()
+    done = {"keras": itertools.count(), "ppml": itertools.count()}
+
+    def visit(method):
+        def chunk():
+            return [
+                train_once(models[method], iterators[method], hooks[method], next(done[method]))
+                for _ in range(spec["chunk"])
+            ][1:]
+
+        if method == "keras":
+            return chunk()
+        with private_training(models[method]).fitting(None):
+            return chunk()
+
+    ratios, steps = {"wall": [], "cpu": []}, {"keras": [], "ppml": []}
+    for order in balanced_rounds(["keras", "ppml"], spec["pair_rounds"]):
+        times = {method: visit(method) for method in order}
+        for method, timed in times.items():
+            steps[method].extend(timed)
+        for k, key in enumerate(("wall", "cpu")):
+            medians = [statistics.median(t[k] for t in times[m]) for m in ("ppml", "keras")]
+            ratios[key].append(medians[0] / medians[1])
+    return {
+        "wall_ratios": ratios["wall"],
+        "cpu_ratios": ratios["cpu"],
+        **{
+            f"{method}_{key}_ms": statistics.median(t[k] for t in timed)
+            for method, timed in steps.items()
+            for k, key in enumerate(("wall", "cpu"))
+        },
+    }
 
 
 def step_rows(n: int, batch: int, cap, skip_padding: bool, count: int, sigma_c=None, tensors: int = 0) -> list[int]:
@@ -411,16 +492,37 @@ def main(argv=None):
     )
     parser.add_argument("--tf-privacy-python", help="python of an environment with tensorflow-privacy 0.9.0")
     parser.add_argument("--opacus-python", help="python of an environment with opacus 1.6 and CPU torch")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed.json"))
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="the fixed-batch goal rows with each non-private and private pair alternated in one process "
+        "(--rounds processes per pair)",
+    )
+    parser.add_argument("--pair-rounds", type=int, default=30, help="--paired: rounds per process")
+    parser.add_argument(
+        "--chunk", type=int, default=4, help="--paired: steps per visit of a model (the first not timed)"
+    )
+    parser.add_argument(
+        "--out", help="JSON (default: results/dp_sgd_speed.json, with --paired dp_sgd_speed_paired.json)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        print(json.dumps(paired_worker(spec) if spec.get("paired") else worker(spec)))
         return
     fragments = [f for f in args.only.split(",") if f]
+    if args.paired:
+        if args.pair_rounds < 2:
+            parser.error(f"--pair-rounds must be at least 2, got {args.pair_rounds}")
+        if args.chunk < 2:
+            parser.error(f"--chunk must be at least 2 (the first step of a visit is not timed), got {args.chunk}")
+        paired(args, fragments)
+        return
     every = list(configurations(args.models.split(","), args.tf_privacy_python, args.opacus_python))
     wanted = {c[1] for c in every if not fragments or any(f in c[1] for f in fragments)}
     chosen = [c for c in every if c[1] in wanted or c[1] in {baseline_of(label) for label in wanted}]
+    out = args.out or os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed.json")
     machine = {"processor": processor(), "cores": os.cpu_count(), "load_before": os.getloadavg()}
     runs: dict[tuple, list] = {}
     for round_ in range(args.rounds):
@@ -443,7 +545,7 @@ def main(argv=None):
     if not args.opacus_python:
         notes.append("Opacus 1.6 was not run: pass --opacus-python (see benchmarks/README.md)")
     write_results(
-        args.out,
+        out,
         {
             "benchmark": "dp_sgd_speed",
             "batch_size": args.batch_size,
@@ -484,7 +586,103 @@ def main(argv=None):
     )
     for note in notes:
         print(f"note: {note}")
-    print(f"JSON: {args.out}")
+    print(f"JSON: {out}")
+
+
+def paired(args, fragments) -> None:
+    """``--paired``: the goal rows (fixed batches) of ``--models``, each flavour and compile mode whose private label
+    ("ppml (keras3)", "ppml (tf_keras, XLA)", ...) contains a fragment of ``--only`` (all without it), each pair in
+    ``--rounds`` fresh processes of `paired_worker`, the pairs interleaved process by process. Prints per pair the
+    private / non-private ratio (wall and process CPU): over all processes, the median of the pooled rounds with a
+    95 % interval (processes and their rounds resampled), the range of the processes' medians and whether both
+    intervals' upper ends are within the goal (`TARGETS`); the JSON adds each process's median and interval."""
+    from interleave import bootstrap_interval, clustered_interval
+
+    pairs = [
+        (model, flavour, xla, f"ppml ({flavour}{', XLA' if xla else ''})")
+        for model in args.models.split(",")
+        for flavour in ("keras3", "tf_keras")
+        for xla in (False, True)
+    ]
+    pairs = [p for p in pairs if not fragments or any(f in p[3] for f in fragments)]
+    machine = {"processor": processor(), "cores": os.cpu_count(), "load_before": os.getloadavg()}
+    runs: dict[tuple, list] = {}
+    for process in range(args.rounds):
+        for model, flavour, xla, label in pairs:
+            spec = dict(
+                paired=True,
+                model=model,
+                flavour=flavour,
+                xla=xla,
+                batch_size=args.batch_size,
+                warmup=args.warmup,
+                pair_rounds=args.pair_rounds,
+                chunk=args.chunk,
+            )
+            result = run_worker(sys.executable, spec)
+            result["load"] = os.getloadavg()[0]
+            runs.setdefault((model, label), []).append(result)
+            if "error" in result:
+                print(f"  process {process} {model} {label}: failed: {result['error']}", file=sys.stderr)
+                continue
+            wall, cpu = (statistics.median(result[f"{k}_ratios"]) for k in ("wall", "cpu"))
+            print(f"  process {process} {model} {label}: {wall:.3f}x wall, {cpu:.3f}x CPU", file=sys.stderr)
+    machine["load_after"] = os.getloadavg()
+    print(
+        f"{machine['processor']}, {machine['cores']} cores; load average (1, 5, 15 min) "
+        f"{' '.join(f'{v:.1f}' for v in machine['load_before'])} before, "
+        f"{' '.join(f'{v:.1f}' for v in machine['load_after'])} after; {args.rounds} process(es) per pair, "
+        f"{args.pair_rounds} rounds x {args.chunk} steps per visit (first untimed); private / non-private"
+    )
+    rows = []
+    for (model, label), results in runs.items():
+        good = [r for r in results if "error" not in r]
+        if not good:
+            print(f"{model:<5} {label:<22} failed: {results[0]['error']}")
+            continue
+        row = {"model": model, "method": label, "processes": good, "goal": TARGETS.get(model)}
+        for key in ("wall", "cpu"):
+            pooled = [v for r in good for v in r[f"{key}_ratios"]]
+            medians = [statistics.median(r[f"{key}_ratios"]) for r in good]
+            row[key] = dict(
+                ratio=statistics.median(pooled),
+                interval=clustered_interval([r[f"{key}_ratios"] for r in good]),
+                process_medians=medians,
+                process_intervals=[bootstrap_interval(r[f"{key}_ratios"]) for r in good],
+            )
+        for method in ("keras", "ppml"):
+            row[f"{method}_ms"] = {k: statistics.median(r[f"{method}_{k}_ms"] for r in good) for k in ("wall", "cpu")}
+        rows.append(row)
+        cells = []
+        for key in ("wall", "cpu"):
+            r = row[key]
+            cells.append(
+                f"{key} {r['ratio']:.3f}x [{r['interval'][0]:.3f}-{r['interval'][1]:.3f}], processes "
+                f"{min(r['process_medians']):.3f}-{max(r['process_medians']):.3f}"
+            )
+        goal = row["goal"]
+        holds = goal is not None and max(row[key]["interval"][1] for key in ("wall", "cpu")) <= goal
+        keras_ms, ppml_ms = row["keras_ms"], row["ppml_ms"]
+        print(
+            f"{model:<5} {label:<22} ms (keras / ppml) wall {keras_ms['wall']:.1f} / {ppml_ms['wall']:.1f}, "
+            f"CPU {keras_ms['cpu']:.1f} / {ppml_ms['cpu']:.1f}; {'; '.join(cells)}"
+            + (f"; <= {goal}x: {'holds' if holds else 'not shown'} (both intervals)" if goal else "")
+        )
+    out = args.out or os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed_paired.json")
+    write_results(
+        out,
+        {
+            "benchmark": "dp_sgd_speed --paired",
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+            "pair_rounds": args.pair_rounds,
+            "chunk": args.chunk,
+            **machine,
+            "targets_ratio": TARGETS,
+            "rows": rows,
+        },
+    )
+    print(f"JSON: {out}")
 
 
 if __name__ == "__main__":

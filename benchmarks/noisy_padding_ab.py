@@ -34,10 +34,10 @@ import ctypes
 import json
 import math
 import os
-import random
 import resource
 import statistics
-import time
+
+from interleave import balanced_rounds, bootstrap_interval, train_once
 
 N, EPOCHS = 60000, 60
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
@@ -57,13 +57,6 @@ def _keep_freed_memory() -> None:
         raise SystemExit(f"--keep-freed-memory needs glibc's libc.so.6: {err}") from None
     if not (libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
         raise SystemExit("--keep-freed-memory: glibc's mallopt refused the settings")
-
-
-def _bootstrap(values: list[float], draws: int = 2000) -> tuple[float, float]:
-    """95 % interval of the median of ``values`` (percentile bootstrap, seeded)."""
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
-    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
 
 
 def main() -> None:
@@ -162,19 +155,15 @@ def main() -> None:
         model = models[name]
         with private_training(model).fitting(None):
             before = resource.getrusage(resource.RUSAGE_SELF)
-            began = (time.perf_counter(), time.process_time())
-            logs = model.train_function(iterators[name])
-            logs = logs.get_value() if hasattr(logs, "get_value") else logs  # Keras 3: an Optional
-            float(logs["loss"])
-            wall, cpu = time.perf_counter() - began[0], time.process_time() - began[1]
+            wall, cpu = train_once(model, iterators[name])
             after = resource.getrusage(resource.RUSAGE_SELF)
         rows = int(state[name]["rows"].numpy())
         state[name]["steps"].append(
             dict(
                 round=round_,
                 rows=rows,
-                wall=wall * 1e3,
-                cpu=cpu * 1e3,
+                wall=wall,
+                cpu=cpu,
                 faults=after.ru_minflt - before.ru_minflt,
                 system=(after.ru_stime - before.ru_stime) * 1e3,
                 timed=timed,
@@ -184,13 +173,9 @@ def main() -> None:
         seen.add(rows)
 
     began = (_uptime(), os.getloadavg())
-    loads, order = [], list(models)
-    for round_ in range(args.rounds):
-        # Balanced: each block of len(models) rounds rotates an order shuffled for the block (seeded), so every
-        # configuration runs once in every position of a round and an effect of the position falls on all alike.
-        if round_ % len(order) == 0:
-            random.Random(round_).shuffle(order)
-        for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
+    loads = []
+    for round_, order in enumerate(balanced_rounds(list(models), args.rounds)):
+        for name in order:
             select(name)
             for k in range(args.chunk):
                 step(name, round_, timed=k > 0)
@@ -235,10 +220,10 @@ def main() -> None:
             measured_rows_over_batch=statistics.mean(x["rows"] for x in timed if not x["new"]) / batch,
             cpu_ms=steady_cpu,
             cpu_ratio=statistics.median(ratios["cpu"]),
-            cpu_ratio_ci=_bootstrap(ratios["cpu"]),
+            cpu_ratio_ci=bootstrap_interval(ratios["cpu"]),
             cpu_ratios=ratios["cpu"],
             wall_ratio=statistics.median(ratios["wall"]),
-            wall_ratio_ci=_bootstrap(ratios["wall"]),
+            wall_ratio_ci=bootstrap_interval(ratios["wall"]),
             wall_ratios=ratios["wall"],
             faults_per_step=statistics.mean(x["faults"] for x in timed),
             system_ms_per_step=statistics.mean(x["system"] for x in timed),

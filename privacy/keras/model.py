@@ -257,11 +257,7 @@ def private_fit(model, fit, *args, **kwargs):
     accounting = _check_accounting(private)
     if accounting:
         _check_planned_steps(private, kwargs)
-    ours = [cb for cb in callbacks if isinstance(cb, callback.PrivacyBudgetLogic)]
-    if accounting and not ours:
-        ours = [callback.callback_for(model)]
-    # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
-    kwargs["callbacks"] = [callback.state_guard_for(model)] + ours + [cb for cb in callbacks if cb not in ours]
+    kwargs["callbacks"] = fit_callbacks(model, callbacks, accounting)
     model.train_function = private.held_train_function
     validation = kwargs.get("validation_data") is not None  # validation_split is refused (_prepare_data)
     private.note_validation_decisions(monitoring.validation_decisions(callbacks, validation=validation))
@@ -275,6 +271,16 @@ def private_fit(model, fit, *args, **kwargs):
         # The compiled loss and metrics hold exact sums over the sampled training examples (and their count):
         # zero them, so that a saved model carries none of it (NOT_COVERED names what fit still returned).
         model.reset_metrics()
+
+
+def fit_callbacks(model, callbacks: list, accounting: bool) -> list:
+    """The callbacks a private `fit` of ``model`` runs: its state guard, then the caller's `PrivacyBudgetCallback`
+    or, with ``accounting`` and none given, a new one (so that epsilon is in the logs before TensorBoard, History or
+    EarlyStopping read them), then the caller's other ``callbacks``."""
+    ours = [cb for cb in callbacks if isinstance(cb, callback.PrivacyBudgetLogic)]
+    if accounting and not ours:
+        ours = [callback.callback_for(model)]
+    return [callback.state_guard_for(model)] + ours + [cb for cb in callbacks if cb not in ours]
 
 
 _METRIC_ZEROING = ("evaluate", "test_on_batch")
