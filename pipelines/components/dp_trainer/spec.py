@@ -74,6 +74,7 @@ from pipelines.privacy_ledger import (
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy import validation
 from privacy.accounting import (
+    CALIBRATED_RANGE,
     NOISE_MULTIPLIER_RANGE,
     AccountantKind,
     DpSgdMechanism,
@@ -200,10 +201,10 @@ class DpTrainingConfig:
     def _check_noise(self) -> None:
         """Refuses, before TFX runs, an ``l2_norm_clip`` whose step noise float32 cannot draw (`check_step_noise`)
         at the ``noise_multiplier`` given or, for a ``target_epsilon`` (calibrated once n is known), at any noise
-        multiplier calibration may return (`NOISE_MULTIPLIER_RANGE`)."""
+        multiplier calibration may return (`CALIBRATED_RANGE`)."""
         if not self.private:
             return
-        sigmas = NOISE_MULTIPLIER_RANGE if self.noise_multiplier is None else (self.noise_multiplier,)
+        sigmas = CALIBRATED_RANGE if self.noise_multiplier is None else (self.noise_multiplier,)
         for sigma in sigmas:
             try:
                 check_step_noise(sigma, self.l2_norm_clip, self.num_microbatches or self.batch_size)
@@ -212,7 +213,7 @@ class DpTrainingConfig:
                     ""
                     if self.noise_multiplier is not None
                     else (
-                        f"; target_epsilon calibrates noise_multiplier within {list(NOISE_MULTIPLIER_RANGE)}, all "
+                        f"; target_epsilon calibrates noise_multiplier within {list(CALIBRATED_RANGE)}, all "
                         "of it must be drawable"
                     )
                 )

@@ -60,7 +60,7 @@ BAD_RUN_OPTIONS = [
     (["--batch-size", "1.5"], "--batch-size"),
     (["--l2-norm-clip", "nan"], "--l2-norm-clip"),
     (["--l2-norm-clip", "-1"], "--l2-norm-clip"),
-    (["--l2-norm-clip", "1e-33"], "--l2-norm-clip"),  # sigma C / B below float32's noise range at sigma = 1e-3
+    (["--l2-norm-clip", "1e-33"], "--l2-norm-clip"),  # sigma C / B below float32's noise range at sigma = 0.05
     (["--trainer-config", '{"l2_norm_clip": 1e-33}'], "--l2-norm-clip"),
     (
         ["--l2-norm-clip", "1e36", "--noise-multiplier", "1000", "--batch-size", "8", "--preprocessing-epsilon", "1"],
