@@ -133,7 +133,8 @@ def noise_scale_range(dtype_name: str = "float32") -> tuple[float, float]:
     (tiny the dtype's smallest normal number); s >= tiny / eps (eps its machine epsilon) keeps that below eps, the
     size of the draws' own rounding error near 1. Above largest = max / (R' (1 + eps)^2) draws could overflow: R' is
     `sampler_radius` rounded up to the dtype, one eps covers a draw's rounding above it, one the scale's rounding up
-    (exact for 16-bit dtypes too, where max / R alone is not: float16's rounds up to a scale that overflows)."""
+    (a sound bound, a few ulps below the first overflowing scale, for 16-bit dtypes too, where max / R alone is not:
+    float16's rounds up to a scale that overflows)."""
     dtype = np.dtype(getattr(ml_dtypes, dtype_name, dtype_name))
     info = ml_dtypes.finfo(dtype)
     radius = sampler_radius(dtype_name)
