@@ -108,6 +108,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from fractions import Fraction
 
 import ml_dtypes
 import numpy as np
@@ -158,6 +159,27 @@ def check_noise_scale(stddev, dtype_name: str = "float32", *, context: str = "",
             f"l2_norm_clip * (1 + 2^-10) / batch size, for gradients) must be 0 or in [{smallest!r}, {largest!r}]: "
             "below, its draws are flushed to 0; above, they overflow"
         )
+
+
+def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: float, *, error=ValueError) -> None:
+    """Refuses, before any model is built, a DP-SGD step whose noise's standard deviation sigma C (1 + SLACK) m
+    (1 / ``denominator`` = m 2^k, `folded_multiplier`; the denominator is the step's B: ``num_microbatches``, else the
+    expected batch size) is outside float32's `noise_scale_range`. The private step takes float32 and
+    float64 weights, and float32's range lies within float64's, so float32's is the one that holds whatever the
+    model's dtype (a float64 model is refused between the two ranges too); the first step checks the model's own
+    dtype again (`privacy.keras.noise.checked_scale`).
+
+    Raises:
+      ``error``: in one line naming ``l2_norm_clip`` (with sigma and B), the standard deviation and the range.
+    """
+    from privacy.accounting.mechanism import SLACK, folded_multiplier
+
+    multiplier, _ = folded_multiplier(1 / Fraction(denominator))
+    stddev = Fraction(noise_multiplier) * Fraction(l2_norm_clip) * (1 + SLACK) * multiplier
+    context = (
+        f"l2_norm_clip={l2_norm_clip!r} (with noise_multiplier {noise_multiplier!r} and batch size {denominator!r}): "
+    )
+    check_noise_scale(stddev, "float32", context=context, error=error)
 
 
 MAX_ADDED_FRACTION = 0.01
