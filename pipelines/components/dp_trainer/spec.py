@@ -91,7 +91,8 @@ from privacy.accounting import (
     steps_for_epochs,
     truncation,
 )
-from privacy.accounting.mechanism import check_step_noise, noisy_padding_uncovered
+from privacy.accounting.mechanism import noisy_padding_uncovered
+from privacy.accounting.noise_cutoff import check_step_noise
 from privacy.compared import compared
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
@@ -199,11 +200,18 @@ class DpTrainingConfig:
         return config
 
     def _check_noise(self) -> None:
-        """Refuses, before TFX runs, an ``l2_norm_clip`` whose step noise float32 cannot draw (`check_step_noise`)
-        at the ``noise_multiplier`` given or, for a ``target_epsilon`` (calibrated once n is known), at any noise
-        multiplier calibration may return (`CALIBRATED_RANGE`)."""
+        """Refuses, before TFX runs, a ``noise_multiplier`` outside `NOISE_MULTIPLIER_RANGE`, and an ``l2_norm_clip``
+        whose step noise float32 cannot draw (`check_step_noise`) at the ``noise_multiplier`` given or, for a
+        ``target_epsilon`` (calibrated once n is known), at any noise multiplier calibration may return
+        (`CALIBRATED_RANGE`)."""
         if not self.private:
             return
+        if self.noise_multiplier is not None:
+            low, high = NOISE_MULTIPLIER_RANGE
+            try:
+                validation.number("noise_multiplier", self.noise_multiplier, low=low, high=high)
+            except ValueError as err:
+                raise InvalidPrivacySetting("noise_multiplier", str(err)) from None
         sigmas = CALIBRATED_RANGE if self.noise_multiplier is None else (self.noise_multiplier,)
         for sigma in sigmas:
             try:

@@ -50,6 +50,8 @@ BAD_RUN_OPTIONS = [
     (["--target-epsilon", "three"], "--target-epsilon"),
     (["--noise-multiplier", "-0.5", "--preprocessing-epsilon", "1"], "--noise-multiplier"),
     (["--noise-multiplier", "nan", "--preprocessing-epsilon", "1"], "--noise-multiplier"),
+    (["--noise-multiplier", "1e7", "--preprocessing-epsilon", "1"], "--noise-multiplier"),  # above its range
+    (["--noise-multiplier", "1e40", "--preprocessing-epsilon", "1"], "--noise-multiplier"),  # not the clip's fault
     (["--target-delta", "1.5"], "--target-delta"),
     (["--target-delta", "0"], "--target-delta"),
     (["--target-delta", "nan"], "--target-delta"),
