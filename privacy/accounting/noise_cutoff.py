@@ -155,9 +155,8 @@ def check_noise_scale(stddev, dtype_name: str = "float32", *, context: str = "",
     smallest, largest = noise_scale_range(dtype_name)
     if stddev != 0 and not smallest <= stddev <= largest:
         raise error(
-            f"{context}the noise's standard deviation {float(stddev)!r} in {dtype_name} (noise_multiplier * "
-            f"l2_norm_clip * (1 + 2^-10) / batch size, for gradients) must be 0 or in [{smallest!r}, {largest!r}]: "
-            "below, its draws are flushed to 0; above, they overflow"
+            f"{context}the noise's standard deviation {float(stddev)!r} in {dtype_name} must be 0 or in "
+            f"[{smallest!r}, {largest!r}]: below, its draws are flushed to 0; above, they overflow"
         )
 
 
@@ -172,12 +171,14 @@ def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: 
     Raises:
       ``error``: in one line naming ``l2_norm_clip`` (with sigma and B), the standard deviation and the range.
     """
-    from privacy.accounting.mechanism import SLACK, folded_multiplier
+    from privacy.accounting.mechanism import SLACK, SLACK_TEXT, folded_multiplier
 
-    multiplier, _ = folded_multiplier(1 / Fraction(denominator))
-    stddev = Fraction(noise_multiplier) * Fraction(l2_norm_clip) * (1 + SLACK) * multiplier
+    multiplier, doublings = folded_multiplier(1 / Fraction(float(denominator)))
+    stddev = Fraction(float(noise_multiplier)) * Fraction(float(l2_norm_clip)) * (1 + SLACK) * multiplier
+    scale = "/ batch size" if doublings == 0 else f"/ batch size / 2^{doublings} (then times 2^{doublings})"
     context = (
         f"l2_norm_clip={l2_norm_clip!r} (with noise_multiplier {noise_multiplier!r} and batch size {denominator!r}): "
+        f"noise_multiplier * l2_norm_clip * (1 + {SLACK_TEXT}) {scale}, "
     )
     check_noise_scale(stddev, "float32", context=context, error=error)
 

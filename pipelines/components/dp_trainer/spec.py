@@ -206,6 +206,10 @@ class DpTrainingConfig:
         (`CALIBRATED_RANGE`)."""
         if not self.private:
             return
+        try:
+            validation.positive("l2_norm_clip", self.l2_norm_clip)
+        except ValueError as err:
+            raise InvalidPrivacySetting("l2_norm_clip", str(err)) from None
         if self.noise_multiplier is not None:
             low, high = NOISE_MULTIPLIER_RANGE
             try:
