@@ -198,7 +198,7 @@ def _with_noisy_padding(mechanism: DpSgdMechanism, sigma_c: float | None) -> DpS
 
 def _clamp_deltas(result: dict, mechanism: DpSgdMechanism, kind: AccountantKind, steps, epsilon) -> None:
     """Adds what noisy padding's clamp adds to ``kind``'s row's delta after ``steps`` steps at ``epsilon``
-    ('clamp_delta_<kind>', 0 without noisy padding) and the row's guarantee delta ('guarantee_delta_<kind>'), as a
+    ('clamp_delta_<kind>') and the row's guarantee delta ('guarantee_delta_<kind>'), as a
     report does (`added_deltas`); None where the row has no figure.
 
     Raises:
@@ -477,7 +477,7 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     result = _config_dict(mechanism, delta, target_epsilon)
     result["steps"] = mechanism.steps
-    out_of_reach = []  # PaddingNoiseTooSmall: refused only where no accountant reaches the target
+    out_of_reach = []  # PaddingNoiseTooSmall, PaddingBelowPldFloor, ClampDeltaError: exit 2 only where no row answers
     for kind in _ACCOUNTANTS[accountant]:
         try:
             sigma = calibrate_noise_multiplier(

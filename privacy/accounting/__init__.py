@@ -13,6 +13,7 @@ from privacy.accounting.accountants import (
 )
 from privacy.accounting.budget import PrivacyBudget
 from privacy.accounting.calibration import (
+    CALIBRATED_RANGE,
     PaddingBelowPldFloor,
     PaddingNoiseTooSmall,
     calibrate_noise_multiplier,
@@ -48,6 +49,7 @@ from privacy.accounting.report import (
 from privacy.accounting.tf_privacy import compute_dp_sgd_privacy
 
 __all__ = [
+    "CALIBRATED_RANGE",
     "DEFAULT_DELTA_RULE",
     "MAX_PER_EPOCH_ROWS",
     "MAX_STEPS",

@@ -25,7 +25,10 @@ from privacy.accounting.mechanism import (
 )
 
 MIN_NOISE_MULTIPLIER = 0.05
-"""Calibration searches sigma in [MIN_NOISE_MULTIPLIER, inf)."""
+"""Calibration searches sigma in `CALIBRATED_RANGE`."""
+
+CALIBRATED_RANGE = (MIN_NOISE_MULTIPLIER, NOISE_MULTIPLIER_RANGE[1])
+"""[lowest, highest]: every noise multiplier `calibrate_noise_multiplier` may return (or it raises)."""
 
 
 class PaddingNoiseTooSmall(ValueError):
@@ -99,7 +102,7 @@ def calibrate_noise_multiplier(
         )
         or 1.0,
     )
-    highest = NOISE_MULTIPLIER_RANGE[1]
+    highest = CALIBRATED_RANGE[1]
     while _gap_or_refuse(epsilon_gap, hi, target_epsilon, kind) > 0:
         lo, hi = hi, hi * 2
         if hi > highest:

@@ -68,7 +68,6 @@ from dp_accounting import dp_event
 from privacy import validation
 from privacy.accounting import noisy_padding, truncation
 from privacy.accounting.accountants import UnsupportedAccounting, epsilon_of
-from privacy.accounting.noise_cutoff import check_noise_scale
 from privacy.compared import compared
 
 NeighboringRelation = dp_accounting.NeighboringRelation
@@ -537,22 +536,3 @@ def folded_multiplier(multiplier: Fraction) -> tuple[Fraction, int]:
     while multiplier > 1:
         multiplier, doublings = multiplier / 2, doublings + 1
     return multiplier, doublings
-
-
-def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: float, *, error=ValueError) -> None:
-    """Refuses, before any model is built, a DP-SGD step whose noise's standard deviation sigma C (1 + SLACK) m
-    (1 / ``denominator`` = m 2^k, `folded_multiplier`; the denominator is the step's B: ``num_microbatches``, else the
-    expected batch size) is outside float32's `noise_cutoff.noise_scale_range`. The private step takes float32 and
-    float64 weights, and float32's range lies within float64's, so float32's is the one that holds whatever the
-    model's dtype (a float64 model is refused between the two ranges too); the first step checks the model's own
-    dtype again (`privacy.keras.noise.checked_scale`).
-
-    Raises:
-      ``error``: in one line naming ``l2_norm_clip`` (with sigma and B), the standard deviation and the range.
-    """
-    multiplier, _ = folded_multiplier(1 / Fraction(denominator))
-    stddev = Fraction(noise_multiplier) * Fraction(l2_norm_clip) * (1 + SLACK) * multiplier
-    context = (
-        f"l2_norm_clip={l2_norm_clip!r} (with noise_multiplier {noise_multiplier!r} and batch size {denominator!r}): "
-    )
-    check_noise_scale(stddev, "float32", context=context, error=error)

@@ -108,6 +108,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from fractions import Fraction
 
 import ml_dtypes
 import numpy as np
@@ -133,7 +134,8 @@ def noise_scale_range(dtype_name: str = "float32") -> tuple[float, float]:
     (tiny the dtype's smallest normal number); s >= tiny / eps (eps its machine epsilon) keeps that below eps, the
     size of the draws' own rounding error near 1. Above largest = max / (R' (1 + eps)^2) draws could overflow: R' is
     `sampler_radius` rounded up to the dtype, one eps covers a draw's rounding above it, one the scale's rounding up
-    (exact for 16-bit dtypes too, where max / R alone is not: float16's rounds up to a scale that overflows)."""
+    (a sound bound, a few ulps below the first overflowing scale, for 16-bit dtypes too, where max / R alone is not:
+    float16's rounds up to a scale that overflows)."""
     dtype = np.dtype(getattr(ml_dtypes, dtype_name, dtype_name))
     info = ml_dtypes.finfo(dtype)
     radius = sampler_radius(dtype_name)
@@ -153,10 +155,32 @@ def check_noise_scale(stddev, dtype_name: str = "float32", *, context: str = "",
     smallest, largest = noise_scale_range(dtype_name)
     if stddev != 0 and not smallest <= stddev <= largest:
         raise error(
-            f"{context}the noise's standard deviation {float(stddev)!r} in {dtype_name} (noise_multiplier * "
-            f"l2_norm_clip * (1 + 2^-10) / batch size, for gradients) must be 0 or in [{smallest!r}, {largest!r}]: "
-            "below, its draws are flushed to 0; above, they overflow"
+            f"{context}the noise's standard deviation {float(stddev)!r} in {dtype_name} must be 0 or in "
+            f"[{smallest!r}, {largest!r}]: below, its draws are flushed to 0; above, they overflow"
         )
+
+
+def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: float, *, error=ValueError) -> None:
+    """Refuses, before any model is built, a DP-SGD step whose noise's standard deviation sigma C (1 + SLACK) m
+    (1 / ``denominator`` = m 2^k, `folded_multiplier`; the denominator is the step's B: ``num_microbatches``, else the
+    expected batch size) is outside float32's `noise_scale_range`. The private step takes float32 and
+    float64 weights, and float32's range lies within float64's, so float32's is the one that holds whatever the
+    model's dtype (a float64 model is refused between the two ranges too); the first step checks the model's own
+    dtype again (`privacy.keras.noise.checked_scale`).
+
+    Raises:
+      ``error``: in one line naming ``l2_norm_clip`` (with sigma and B), the standard deviation and the range.
+    """
+    from privacy.accounting.mechanism import SLACK, SLACK_TEXT, folded_multiplier
+
+    multiplier, doublings = folded_multiplier(1 / Fraction(float(denominator)))
+    stddev = Fraction(float(noise_multiplier)) * Fraction(float(l2_norm_clip)) * (1 + SLACK) * multiplier
+    scale = "/ batch size" if doublings == 0 else f"/ batch size / 2^{doublings} (then times 2^{doublings})"
+    context = (
+        f"l2_norm_clip={l2_norm_clip!r} (with noise_multiplier {noise_multiplier!r} and batch size {denominator!r}): "
+        f"noise_multiplier * l2_norm_clip * (1 + {SLACK_TEXT}) {scale}, "
+    )
+    check_noise_scale(stddev, "float32", context=context, error=error)
 
 
 MAX_ADDED_FRACTION = 0.01

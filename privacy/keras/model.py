@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import DpSgdMechanism, Sampling, delta_warning
-from privacy.accounting.mechanism import check_step_noise
+from privacy.accounting.noise_cutoff import check_step_noise
 from privacy.keras import callback, compat, monitoring, optimizers, recording, roundoff, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (

@@ -205,7 +205,7 @@ def normal(shape, seed, dtype, stddev: float | Fraction = 1.0) -> tf.Tensor:
 def checked_scale(stddev: float | Fraction, dtype):
     """``stddev`` rounded up to ``dtype`` (`rounded_up`), refused outside `noise_cutoff.noise_scale_range`, where
     its draws would not be the Gaussian the accountant assumes up to rounding (flushed to 0 below, overflowing above).
-    `make_private` and the DP Trainer check float32's range first (`privacy.accounting.mechanism.check_step_noise`);
+    `make_private` and the DP Trainer check float32's range first (`privacy.accounting.noise_cutoff.check_step_noise`);
     this is the last check, in the dtype drawn.
 
     Raises:

@@ -56,7 +56,7 @@ class DPParams:
         the summed clipped gradients, which the noise added must not fall below. Each unit's term of the released
         sum, its floating-point rounding included, is within C (1 + SLACK) (`privacy.keras.roundoff`), so the noise
         is sigma times that: the accountant's sigma is unchanged."""
-        return Fraction(self.noise_multiplier) * Fraction(self.l2_norm_clip) * (1 + SLACK)
+        return Fraction(float(self.noise_multiplier)) * Fraction(float(self.l2_norm_clip)) * (1 + SLACK)
 
 
 def _is_number(value) -> bool:

@@ -46,7 +46,7 @@ def test_bad_settings_name_the_key(change, setting):
 
 def test_a_clip_whose_noise_float32_cannot_draw_is_refused_before_any_data():
     """sigma C (1 + 2^-10) / B outside float32's range [2^-103, max / (R' (1 + eps)^2)] (recomputed here from numpy's
-    float32 and R = sqrt(128 ln 2)), at the noise_multiplier given or at any a target_epsilon may calibrate to (1e-3
+    float32 and R = sqrt(128 ln 2)), at the noise_multiplier given or at any a target_epsilon may calibrate to (0.05
     to 1e6): refused naming l2_norm_clip by from_custom_config, and by plan for a config built directly."""
     info = np.finfo(np.float32)
     radius = np.nextafter(np.float32(math.sqrt(128 * math.log(2))), np.float32(np.inf))
@@ -62,12 +62,13 @@ def test_a_clip_whose_noise_float32_cannot_draw_is_refused_before_any_data():
         ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36, "batch_size": 8}, stddev(1e3, 1e36, 8) > high),
         ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36, "num_microbatches": 8}, True),
         ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36}, stddev(1e3, 1e36, 32) > high),
-        ({**GOOD, "l2_norm_clip": 1e-33}, stddev(1e-3, 1e-33, 32) < low),  # sigma = 1e-3 might be calibrated
-        ({**GOOD, "l2_norm_clip": 4e-27}, stddev(1e-3, 4e-27, 32) < low),
+        ({**GOOD, "l2_norm_clip": 5e-29}, stddev(0.05, 5e-29, 32) < low),  # calibration returns sigma >= 0.05
+        ({**GOOD, "l2_norm_clip": 1e-28}, stddev(0.05, 1e-28, 32) < low),  # (not 1e-3: refused by the range's)
         ({**GOOD, "l2_norm_clip": 1e33}, stddev(1e6, 1e33, 32) > high),
+        ({**GOOD, "l2_norm_clip": 2e33}, stddev(1e6, 2e33, 32) > high),
         ({**GOOD, "l2_norm_clip": 1e-33, "private": False}, False),
     ]
-    assert [refused for _, refused in cases] == [True, True, True, False, True, False, False, False]
+    assert [refused for _, refused in cases] == [True, True, True, False, True, False, False, True, False]
     for config, refused in cases:
         if not refused:
             DpTrainingConfig.from_custom_config(config)

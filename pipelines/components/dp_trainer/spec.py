@@ -74,6 +74,7 @@ from pipelines.privacy_ledger import (
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy import validation
 from privacy.accounting import (
+    CALIBRATED_RANGE,
     NOISE_MULTIPLIER_RANGE,
     AccountantKind,
     DpSgdMechanism,
@@ -90,7 +91,8 @@ from privacy.accounting import (
     steps_for_epochs,
     truncation,
 )
-from privacy.accounting.mechanism import check_step_noise, noisy_padding_uncovered
+from privacy.accounting.mechanism import noisy_padding_uncovered
+from privacy.accounting.noise_cutoff import check_step_noise
 from privacy.compared import compared
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
@@ -198,12 +200,23 @@ class DpTrainingConfig:
         return config
 
     def _check_noise(self) -> None:
-        """Refuses, before TFX runs, an ``l2_norm_clip`` whose step noise float32 cannot draw (`check_step_noise`)
-        at the ``noise_multiplier`` given or, for a ``target_epsilon`` (calibrated once n is known), at any noise
-        multiplier calibration may return (`NOISE_MULTIPLIER_RANGE`)."""
+        """Refuses, before TFX runs, a ``noise_multiplier`` outside `NOISE_MULTIPLIER_RANGE`, and an ``l2_norm_clip``
+        whose step noise float32 cannot draw (`check_step_noise`) at the ``noise_multiplier`` given or, for a
+        ``target_epsilon`` (calibrated once n is known), at any noise multiplier calibration may return
+        (`CALIBRATED_RANGE`)."""
         if not self.private:
             return
-        sigmas = NOISE_MULTIPLIER_RANGE if self.noise_multiplier is None else (self.noise_multiplier,)
+        try:
+            validation.positive("l2_norm_clip", self.l2_norm_clip)
+        except ValueError as err:
+            raise InvalidPrivacySetting("l2_norm_clip", str(err)) from None
+        if self.noise_multiplier is not None:
+            low, high = NOISE_MULTIPLIER_RANGE
+            try:
+                validation.number("noise_multiplier", self.noise_multiplier, low=low, high=high)
+            except ValueError as err:
+                raise InvalidPrivacySetting("noise_multiplier", str(err)) from None
+        sigmas = CALIBRATED_RANGE if self.noise_multiplier is None else (self.noise_multiplier,)
         for sigma in sigmas:
             try:
                 check_step_noise(sigma, self.l2_norm_clip, self.num_microbatches or self.batch_size)
@@ -212,7 +225,7 @@ class DpTrainingConfig:
                     ""
                     if self.noise_multiplier is not None
                     else (
-                        f"; target_epsilon calibrates noise_multiplier within {list(NOISE_MULTIPLIER_RANGE)}, all "
+                        f"; target_epsilon calibrates noise_multiplier within {list(CALIBRATED_RANGE)}, all "
                         "of it must be drawable"
                     )
                 )

@@ -50,6 +50,8 @@ BAD_RUN_OPTIONS = [
     (["--target-epsilon", "three"], "--target-epsilon"),
     (["--noise-multiplier", "-0.5", "--preprocessing-epsilon", "1"], "--noise-multiplier"),
     (["--noise-multiplier", "nan", "--preprocessing-epsilon", "1"], "--noise-multiplier"),
+    (["--noise-multiplier", "1e7", "--preprocessing-epsilon", "1"], "--noise-multiplier"),  # above its range
+    (["--noise-multiplier", "1e40", "--preprocessing-epsilon", "1"], "--noise-multiplier"),  # not the clip's fault
     (["--target-delta", "1.5"], "--target-delta"),
     (["--target-delta", "0"], "--target-delta"),
     (["--target-delta", "nan"], "--target-delta"),
@@ -60,7 +62,7 @@ BAD_RUN_OPTIONS = [
     (["--batch-size", "1.5"], "--batch-size"),
     (["--l2-norm-clip", "nan"], "--l2-norm-clip"),
     (["--l2-norm-clip", "-1"], "--l2-norm-clip"),
-    (["--l2-norm-clip", "1e-33"], "--l2-norm-clip"),  # sigma C / B below float32's noise range at sigma = 1e-3
+    (["--l2-norm-clip", "1e-33"], "--l2-norm-clip"),  # sigma C / B below float32's noise range at sigma = 0.05
     (["--trainer-config", '{"l2_norm_clip": 1e-33}'], "--l2-norm-clip"),
     (
         ["--l2-norm-clip", "1e36", "--noise-multiplier", "1000", "--batch-size", "8", "--preprocessing-epsilon", "1"],
