@@ -280,7 +280,8 @@ def fit_callbacks(model, callbacks: list, accounting: bool) -> list:
     ours = [cb for cb in callbacks if isinstance(cb, callback.PrivacyBudgetLogic)]
     if accounting and not ours:
         ours = [callback.callback_for(model)]
-    return [callback.state_guard_for(model)] + ours + [cb for cb in callbacks if cb not in ours]
+    others = ours + [cb for cb in callbacks if cb not in ours]
+    return [callback.state_guard_for(model, others), *others]
 
 
 _METRIC_ZEROING = ("evaluate", "test_on_batch")
