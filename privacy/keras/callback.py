@@ -109,11 +109,23 @@ class StateGuardLogic:
     early, and when the fit ends (state a later step changed); and one whose seed generators draw another
     number of times in a batch than in the first (checked after every batch).
 
-    For tf-keras, which saves the compiled metrics' accumulators with a SavedModel, it also zeroes them after
-    every step and epoch, after Keras has read them into the logs and before any later callback runs (it is
-    the first), so a ModelCheckpoint or BackupAndRestore saved during fit holds none: the training logs then
-    hold the last step's values (removed anyway when the fit is accounted). Keras 3 saves no metric state
-    in any format, and recomputes its epoch logs from the accumulators, so they are left running there."""
+    For tf-keras, which saves the compiled metrics' accumulators with a SavedModel or checkpoint, it also zeroes
+    them, before any later callback runs (it is the first), so that no file saved during fit holds them: at every
+    epoch end, and after every step when one of ``others`` (the fit's other callbacks) may see the model between
+    two steps (`reads_between_steps`), decided when the fit begins. The training logs then hold the running means
+    of the epoch (Keras' own), or the last step's values with the per-step zeroing (batch logs; the epoch logs
+    zero); an accounted fit removes them anyway (`PrivacyBudgetLogic`), an unaccounted one returns them. Code
+    that reads the model between steps without a callback's hook (a thread, a patched train function) is not
+    covered. Keras 3 saves no metric state in any format, and recomputes its epoch logs from the accumulators,
+    so they are left running there.
+
+    Args:
+      others: the fit's callbacks after this one (Keras' History and progress bar need not be among them).
+    """
+
+    def __init__(self, others=()):
+        super().__init__()
+        self._others = list(others)
 
     def on_train_begin(self, logs=None):
         self._variables = list(self.model.non_trainable_variables)
@@ -121,7 +133,9 @@ class StateGuardLogic:
         self._seeds = training_state.seed_states(self.model)
         self._steps_at_begin = private_training(self.model).steps
         self._first = True
-        self._zero_metrics = compat.is_tf_keras(self.model)
+        self._zero_per_epoch = compat.is_tf_keras(self.model)
+        keras = compat.keras_of(self.model)
+        self._zero_per_step = self._zero_per_epoch and any(reads_between_steps(cb, keras) for cb in self._others)
         self._generators = [v for v in self._variables if id(v) in self._seeds]
         self._last_draws, self._draws_per_step = None, None
 
@@ -134,11 +148,11 @@ class StateGuardLogic:
         if self._first:
             self._first = False
             self._check()
-        if self._zero_metrics:
+        if self._zero_per_step:
             self.model.reset_metrics()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._zero_metrics:
+        if self._zero_per_epoch:
             self.model.reset_metrics()
 
     def on_train_end(self, logs=None):
@@ -176,6 +190,31 @@ class StateGuardLogic:
             raise DPConfigurationError(training_state.updated_state_error(changed))
 
 
+EPOCH_HOOKS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
+"""The hooks of a callback that see a tf-keras model only where its compiled metrics hold no step's sums (Keras
+zeroes them before ``on_epoch_begin``, the state guard at ``on_epoch_end`` before any later callback, private
+`fit` when it returns)."""
+
+
+def reads_between_steps(cb, keras) -> bool:
+    """Whether the callback ``cb`` of a ``keras`` (tf-keras) fit may see the model where its compiled metrics hold
+    the sums of the epoch's steps: between two steps, or at the validation that precedes the epoch end (its
+    ``on_test_begin``). True for any hook but `EPOCH_HOOKS` that is not `keras.callbacks.Callback`'s own no-op (a
+    method of its class or one set on it, as LambdaCallback does; ``_implements_train_batch_hooks`` is not
+    trusted: BackupAndRestore's says no per epoch, yet its batch hook saves on preemption), and for an object
+    that is no ``keras`` Callback. False for ppml's own callbacks, Keras' History and ProgbarLogger (they read
+    the logs only) and a ModelCheckpoint saving per epoch (``save_freq="epoch"``), of exactly those classes."""
+    kind, base = type(cb), keras.callbacks.Callback
+    harmless = (state_guard_class(keras), callback_class(keras), keras.callbacks.History, keras.callbacks.ProgbarLogger)
+    if kind in harmless or (kind is keras.callbacks.ModelCheckpoint and cb.save_freq == "epoch"):
+        return False
+    return not isinstance(cb, base) or any(
+        getattr(getattr(cb, name), "__func__", None) is not getattr(base, name)
+        for name in dir(base)
+        if name.startswith("on_") and name not in EPOCH_HOOKS
+    )
+
+
 def _epsilon(private) -> float:
     """``private.epsilon()``; where the accountant is not asked for it (PLD's cost limits crossed by a fit
     whose length was not known up front), the steps are saved (with a state_path) and a one-line
@@ -211,9 +250,9 @@ def state_guard_class(keras) -> type:
     )
 
 
-def state_guard_for(model):
-    """A `StateGuardLogic` callback of ``model``'s Keras flavour."""
-    return state_guard_class(compat.keras_of(model))()
+def state_guard_for(model, others=()):
+    """A `StateGuardLogic` callback of ``model``'s Keras flavour, run before ``others``."""
+    return state_guard_class(compat.keras_of(model))(others)
 
 
 def callback_for(model, update_freq: str | int = "epoch"):

@@ -4,8 +4,9 @@
 replaces five of its methods on the instance only: `train_step` (the DP-SGD step, which runs only inside
 `fit`), `fit` (which checks the data's sampling, draws the batches from arrays, adds the privacy budget
 callback, refuses training that changes non-trainable weights but seed generators' counters, and zeroes
-the compiled loss and metric accumulators when it ends, and for tf-keras after every step and epoch, before
-a ModelCheckpoint saves, so that no model file carries an exact training statistic), `evaluate` and
+the compiled loss and metric accumulators when it ends, and for tf-keras at every epoch end, and after every
+step where a callback may see the model between steps, before a ModelCheckpoint saves, so that no model file
+carries an exact training statistic), `evaluate` and
 `test_on_batch` (the same, after they return: their accumulators sum over the examples evaluated, perhaps
 training ones) and `train_on_batch` (refused: the caller's batch cannot be accounted). The class, `compile`,
 `predict` and saving are untouched, so the trained model is an ordinary Keras model for serving (TFX
@@ -280,7 +281,8 @@ def fit_callbacks(model, callbacks: list, accounting: bool) -> list:
     ours = [cb for cb in callbacks if isinstance(cb, callback.PrivacyBudgetLogic)]
     if accounting and not ours:
         ours = [callback.callback_for(model)]
-    return [callback.state_guard_for(model)] + ours + [cb for cb in callbacks if cb not in ours]
+    others = ours + [cb for cb in callbacks if cb not in ours]
+    return [callback.state_guard_for(model, others), *others]
 
 
 _METRIC_ZEROING = ("evaluate", "test_on_batch")

@@ -59,7 +59,8 @@ _SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET)
 
 NOT_COVERED = (
     "fit's training loss and metrics (removed from the logs fit's callbacks see; fit zeroes the model's "
-    "accumulators when it ends, and for tf-keras after every step and epoch, evaluate when it returns, so a "
+    "accumulators when it ends, and for tf-keras at every epoch end and after every step a callback may see, "
+    "evaluate when it returns, so a "
     "model saved during or after them carries none) and "
     "PrivateTraining.dropped_examples are computed from the training data without noise: they are "
     "outside this guarantee (diagnostics, not for release with the model)"

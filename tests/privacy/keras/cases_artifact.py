@@ -8,6 +8,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from privacy import training_state
 from privacy.keras import (
     DPConfigurationError,
     PrivacyBudgetCallback,
@@ -318,8 +319,6 @@ def _metric_state_in_files(x, y, folder) -> tuple[list[str], dict[str, np.ndarra
 
     import h5py
 
-    from privacy import training_state
-
     model = _private_classifier(len(y))
     tf_keras = compat.is_tf_keras(model)
     suffix = "" if tf_keras else ".keras"
@@ -363,6 +362,137 @@ def case_no_file_saved_during_or_after_a_private_fit_carries_metric_state():
     assert set(on_d[1]) == set(on_d2[1]) and on_d[2] == on_d2[2]
     if K.__name__ == "tf_keras":  # 5 SavedModels (steps 0 and 2, epochs 1 and 2, final) x 4 metric variables
         assert len(on_d[1]) == 5 * 4, sorted(on_d[1])
+
+
+class _SavesEvenBatches(K.callbacks.Callback):
+    """A caller's own checkpointing: saves the whole model after the even-numbered steps of each epoch."""
+
+    def __init__(self, folder: str, suffix: str):
+        super().__init__()
+        self.folder, self.suffix = folder, suffix
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch % 2 == 0:
+            self.model.save(f"{self.folder}/batch_{self.model.optimizer.iterations.numpy()}{self.suffix}")
+
+
+def _counting_resets(model) -> list[int]:
+    """Wraps ``model.reset_metrics`` on the instance (no callback hook involved) to record, at each call, the
+    optimizer's steps run so far."""
+    resets, reset = [], model.reset_metrics
+
+    def counted():
+        resets.append(int(model.optimizer.iterations.numpy()))
+        reset()
+
+    object.__setattr__(model, "reset_metrics", counted)
+    return resets
+
+
+def _saved_during_fit(make_callback) -> tuple[list[str], list[str], int, list[int]]:
+    """A private fit of 2 epochs x 4 steps whose only callback is ``make_callback(folder, suffix)``. Returns the
+    metric-state problems of the files under the folder, their names, the metric variables saved (tf-keras
+    SavedModels) and the steps run at each ``reset_metrics`` call."""
+    (x, y), _ = _neighbours()
+    model = _private_classifier(len(y))
+    folder, suffix = tempfile.mkdtemp(), "" if compat.is_tf_keras(model) else ".keras"
+    resets = _counting_resets(model)
+    model.fit(x, y, steps_per_epoch=4, epochs=2, verbose=0, callbacks=[make_callback(folder, suffix)])
+    saved = 0
+    for prefix in training_state.checkpoint_prefixes(folder):
+        reader = tf.train.load_checkpoint(prefix)
+        saved += sum(training_state.METRIC_SCOPE in name for name in reader.get_variable_to_shape_map())
+    return training_state.metric_state_problems(folder), sorted(os.listdir(folder)), saved, resets
+
+
+_KERAS_RESETS = [0, 4, 8]
+"""The steps run at each ``reset_metrics`` call of a private fit of 2 epochs x 4 steps that neither Keras 3 nor the
+state guard adds to: Keras' at each epoch start, private fit's when it returns."""
+
+
+def _guard_resets(steps: list[int]) -> list[int]:
+    """``steps`` (steps run at which the tf-keras state guard zeroes the metrics), merged into `_KERAS_RESETS`."""
+    return sorted(_KERAS_RESETS + (steps if K.__name__ == "tf_keras" else []))
+
+
+def case_checkpoints_saved_between_steps_hold_no_metric_state():
+    """A ModelCheckpoint saving every 2 steps and a caller's callback saving from ``on_train_batch_end``, each the
+    fit's only callback: no file saved mid-epoch holds metric state (tf-keras: the state guard zeroes the
+    metrics after every step, as these callbacks see the model between steps; a guard zeroing per epoch only
+    leaves the sums of the epoch's steps in them). Keras 3 saves no metric variable."""
+    per_step = _guard_resets([1, 2, 3, 4, 4, 5, 6, 7, 8, 8])  # after every step, and at each epoch end
+    for make_callback, names in (
+        (
+            lambda folder, suffix: K.callbacks.ModelCheckpoint(f"{folder}/e{{epoch}}b{{batch}}{suffix}", save_freq=2),
+            ["e1b2", "e1b4", "e2b2", "e2b4"],
+        ),
+        (_SavesEvenBatches, ["batch_1", "batch_3", "batch_5", "batch_7"]),
+    ):
+        problems, files, saved, resets = _saved_during_fit(make_callback)
+        suffix = "" if K.__name__ == "tf_keras" else ".keras"
+        assert files == [name + suffix for name in names], files
+        assert problems == [], problems
+        assert saved == (4 * 4 if K.__name__ == "tf_keras" else 0), saved  # loss and accuracy: total, count
+        assert resets == per_step, resets
+
+
+def case_an_epoch_end_checkpoint_holds_no_metric_state_and_the_metrics_run_through_the_epoch():
+    """A ModelCheckpoint saving per epoch, the fit's only callback: its files hold no metric state, and the state
+    guard zeroes the metrics once per epoch, at its end (tf-keras), not after every step: the accumulators run
+    through the epoch as in Keras (nothing but the epoch end sees them)."""
+    problems, files, saved, resets = _saved_during_fit(
+        lambda folder, suffix: K.callbacks.ModelCheckpoint(f"{folder}/e{{epoch}}{suffix}")
+    )
+    suffix = "" if K.__name__ == "tf_keras" else ".keras"
+    assert files == ["e1" + suffix, "e2" + suffix] and problems == [], (files, problems)
+    assert saved == (2 * 4 if K.__name__ == "tf_keras" else 0), saved
+    assert resets == _guard_resets([4, 8]), resets
+
+
+def case_the_state_guard_zeroes_per_step_only_for_callbacks_that_see_the_model_between_steps():
+    """`callback.reads_between_steps`, the tf-keras guard's rule: any hook but an epoch-level one counts, whether a
+    method of the callback's class or set on it (LambdaCallback), but in ppml's own, History, ProgbarLogger and an
+    epoch ModelCheckpoint of exactly those classes. BackupAndRestore counts even per epoch (its batch hook saves
+    on preemption), TensorBoard counts (fail closed), and so does a subclass of an exempt class."""
+    from privacy.keras import callback
+
+    folder = tempfile.mkdtemp()
+
+    class OnTestBegin(K.callbacks.Callback):  # sees the model at the validation before the epoch end
+        def on_test_begin(self, logs=None):
+            pass
+
+    class OnBatchEnd(K.callbacks.Callback):  # the old alias
+        def on_batch_end(self, batch, logs=None):
+            pass
+
+    class EpochOnly(K.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    class Checkpoint(K.callbacks.ModelCheckpoint):
+        pass
+
+    model = _private_classifier(40)
+    for cb, reads in (
+        (callback.callback_for(model), False),
+        (callback.state_guard_for(model), False),
+        (K.callbacks.History(), False),
+        (K.callbacks.ProgbarLogger(), False),
+        (K.callbacks.ModelCheckpoint(f"{folder}/m.keras"), False),
+        (K.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: None), False),
+        (K.callbacks.EarlyStopping(monitor="val_loss"), False),
+        (EpochOnly(), False),
+        (K.callbacks.ModelCheckpoint(f"{folder}/m.keras", save_freq=3), True),
+        (Checkpoint(f"{folder}/m.keras"), True),
+        (K.callbacks.BackupAndRestore(folder), True),
+        (K.callbacks.TensorBoard(folder), True),
+        (K.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: None), True),
+        (OnTestBegin(), True),
+        (OnBatchEnd(), True),
+        (object(), True),
+    ):
+        assert callback.reads_between_steps(cb, K) is reads, (cb, reads)
 
 
 class _RunningCentre(L.Layer):
