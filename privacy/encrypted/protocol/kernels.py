@@ -72,7 +72,7 @@ _DEPENDS = (MODULUS,)
 @_twins(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)), work=1, depends=_DEPENDS)
 def helper_message(other, shares, out):  # pragma: no cover - compiled
     """out[r, j] = (bit j of other[r], most significant first, minus shares[r, j]) mod p: the helper's
-    additive shares for u of the bits of c' (v's are `shares`)."""
+    additive shares for u of the bits of c' (v's are `shares`, the helper's own PRF residues: below p)."""
     count, bits = shares.shape
     one = numba.uint64(1)
     p = numba.uint8(MODULUS)
