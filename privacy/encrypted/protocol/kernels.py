@@ -72,14 +72,15 @@ _DEPENDS = (MODULUS,)
 @_twins(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)), work=1, depends=_DEPENDS)
 def helper_message(other, shares, out):  # pragma: no cover - compiled
     """out[r, j] = (bit j of other[r], most significant first, minus shares[r, j]) mod p: the helper's
-    additive shares for u of the bits of c' (v's are `shares`)."""
+    additive shares for u of the bits of c' (v's are `shares`, the helper's own PRF residues: below p)."""
     count, bits = shares.shape
     one = numba.uint64(1)
+    p = numba.uint8(MODULUS)
     for r in range(count):
         value = other[r]
-        for j in range(bits):
-            bit = numba.uint32((value >> numba.uint64(bits - 1 - j)) & one)
-            out[r, j] = numba.uint32(bit + _P - numba.uint32(shares[r, j])) % _P
+        for j in range(bits):  # bit + p - share is in [1, p + 1] (shares are the helper's own residues, < p)
+            total = numba.uint8((value >> numba.uint64(bits - 1 - j)) & one) + (p - shares[r, j])
+            out[r, j] = total - p * numba.uint8(total >= p)  # mod p by one conditional subtraction: vectorizes
 
 
 @_twins(
