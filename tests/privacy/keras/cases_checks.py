@@ -160,33 +160,25 @@ def case_noise_that_would_flush_or_overflow_is_refused():
         assert np.all(np.isfinite(normal([1000], seed, dtype, largest).numpy())), dtype
     x, y = _data()
     for batch in (10, None):
-        _raises(
-            lambda: make_private(
-                K.Sequential([K.Input((4,)), L.Dense(2)]),
-                l2_norm_clip=1e36,
-                noise_multiplier=1e3,
-                expected_batch_size=batch,
-            ),
-            "l2_norm_clip=1e+36 must be at most",
-        )
-    for clip, sigma in ((1e-33, 1.1),):  # sigma C (1 + SLACK) / B: 1.1e-34 (float32)
-        _raises(
-            lambda: make_private(
-                K.Sequential([K.Input((4,)), L.Dense(2)]),
-                l2_norm_clip=clip,
-                noise_multiplier=sigma,
-                expected_batch_size=10,
-            ),
-            f"l2_norm_clip={clip!r}",
-            "the noise's standard deviation",
-            "in float32",
-        )
-        model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=clip, noise_multiplier=sigma)
-        model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
-        _raises(
-            lambda: model.fit(x, y, batch_size=10, epochs=1, verbose=0), "the noise's standard deviation", "in float32"
-        )
-        assert private_training(model).steps == 0
+        dense = K.Sequential([K.Input((4,)), L.Dense(2)])
+        options = dict(l2_norm_clip=1e36, noise_multiplier=1e3, expected_batch_size=batch)
+        _raises(lambda: make_private(dense, **options), "l2_norm_clip=1e+36 must be at most")
+    clip, sigma = 1e-33, 1.1  # sigma C (1 + SLACK) / B: 1.1e-34 (float32)
+    _raises(
+        lambda: make_private(
+            K.Sequential([K.Input((4,)), L.Dense(2)]),
+            l2_norm_clip=clip,
+            noise_multiplier=sigma,
+            expected_batch_size=10,
+        ),
+        f"l2_norm_clip={clip!r}",
+        "the noise's standard deviation",
+        "in float32",
+    )
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=clip, noise_multiplier=sigma)
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    _raises(lambda: model.fit(x, y, batch_size=10, epochs=1, verbose=0), "the noise's standard deviation", "in float32")
+    assert private_training(model).steps == 0
 
 
 def case_losses_without_per_example_values_are_refused():
