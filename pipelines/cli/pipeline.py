@@ -127,7 +127,12 @@ def _training_options(fn):
             help="Batch size B (the expected one under Poisson sampling).",
         ),
         click.option(
-            "--l2-norm-clip", type=float, default=1.0, show_default=True, help="Per-example gradient clipping norm C."
+            "--l2-norm-clip",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Per-example gradient clipping norm C (at most about 2.5e27: privacy.accounting.noise_cutoff."
+            "max_l2_norm_clip).",
         ),
         click.option(
             "--sampling",

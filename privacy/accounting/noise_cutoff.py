@@ -136,14 +136,19 @@ def noise_scale_range(dtype_name: str = "float32") -> tuple[float, float]:
     `sampler_radius` rounded up to the dtype, one eps covers a draw's rounding above it, one the scale's rounding up
     (a sound bound, a few ulps below the first overflowing scale, for 16-bit dtypes too, where max / R alone is not:
     float16's rounds up to a scale that overflows)."""
+    info = ml_dtypes.finfo(np.dtype(getattr(ml_dtypes, dtype_name, dtype_name)))
+    eps = float(info.eps)
+    return float(info.tiny) / eps, float(info.max) / (_rounded_radius(dtype_name) * (1 + eps) ** 2)
+
+
+def _rounded_radius(dtype_name: str) -> float:
+    """R': `sampler_radius` rounded up to ``dtype_name``."""
     dtype = np.dtype(getattr(ml_dtypes, dtype_name, dtype_name))
-    info = ml_dtypes.finfo(dtype)
     radius = sampler_radius(dtype_name)
     rounded = dtype.type(radius)
     if float(rounded) < radius:
         rounded = np.nextafter(rounded, dtype.type(np.inf))
-    eps = float(info.eps)
-    return float(info.tiny) / eps, float(info.max) / (float(rounded) * (1 + eps) ** 2)
+    return float(rounded)
 
 
 def check_noise_scale(stddev, dtype_name: str = "float32", *, context: str = "", error=ValueError) -> None:
@@ -181,6 +186,75 @@ def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: 
         f"noise_multiplier * l2_norm_clip * (1 + {SLACK_TEXT}) {scale}, "
     )
     check_noise_scale(stddev, "float32", context=context, error=error)
+
+
+MAX_STEP_POSITIONS = 2**23
+"""Most positions one sum of a DP-SGD step runs over (clipping units times a layer's positions per unit, all replicas
+together), as `max_l2_norm_clip` assumes: the step refuses a batch of more rows (`check_step_rows`); the positions per
+row (a sequence's length, a convolution's output positions) are the model's and are not checked."""
+UNIT_MAGNITUDE = 2**13
+"""Bound, in m C, on the sum of the magnitudes of one clipping unit's scaled terms in the clipped sum (the products
+a_t (s g_t) over a layer's positions, an embedding's scaled rows, a materialised gradient's scaled entries), which can
+exceed its sum's norm, m C (1 + SLACK), where the terms cancel: the clipping then divides by at least r / SLACK with r
+at least gamma_2 = 2u / (1 - 2u) times that magnitude (`privacy.keras.roundoff`'s `sum_rounding`: gamma_{T+1},
+`segment_rounding`: gamma_T, for T >= 2 positions), so it is at most m C SLACK (1 + u) / gamma_2 < 2^13 m C in float32
+(u = 2^-24, SLACK = 2^-10, the (1 + u) the scaled side's rounding); one position's term is within the unit's norm."""
+
+
+@functools.lru_cache(maxsize=1)
+def max_l2_norm_clip() -> float:
+    """The largest ``l2_norm_clip`` C (a float) at which no partial sum of a float32 DP-SGD step's noisy sum can
+    overflow, whatever the data: every unit's scaled terms sum to at most `UNIT_MAGNITUDE` m C in magnitude (m <= 1,
+    `folded_multiplier`), a sum over at most N = `MAX_STEP_POSITIONS` positions of at most N units rounds, in any order
+    (fused multiply-adds too), each partial sum within (1 + u)^(N + 1) <= 1 / (1 - (N + 1) u) of its terms' magnitudes
+    (Higham, Sec. 3.1), and the noise adds a draw of at most R' (1 + eps)^2 sigma C (1 + SLACK) m (`noise_scale_range`)
+    for sigma up to `NOISE_MULTIPLIER_RANGE`'s 1e6; its addition cannot overflow while the exact sum is within
+    float32's max. So C is the largest float with
+
+        C (N UNIT_MAGNITUDE / (1 - (N + 1) u) + R' (1 + eps)^2 1e6 (1 + SLACK)) <= max,
+
+    about 2.5e27 (exact rationals). The step's final multiplication by 2^k (B < 1) is post-processing of the noisy
+    sum."""
+    from privacy.accounting.mechanism import NOISE_MULTIPLIER_RANGE, SLACK
+
+    info = np.finfo(np.float32)
+    u, eps = Fraction(float(info.eps)) / 2, Fraction(float(info.eps))
+    positions = MAX_STEP_POSITIONS
+    terms = positions * UNIT_MAGNITUDE / (1 - (positions + 1) * u)
+    noise = Fraction(_rounded_radius("float32")) * (1 + eps) ** 2 * Fraction(NOISE_MULTIPLIER_RANGE[1]) * (1 + SLACK)
+    exact = Fraction(float(info.max)) / (terms + noise)
+    clip = float(exact)
+    return clip if Fraction(clip) <= exact else math.nextafter(clip, 0.0)
+
+
+def check_l2_norm_clip(l2_norm_clip, *, error=ValueError) -> None:
+    """Refuses an ``l2_norm_clip`` (a positive number, checked before) above `max_l2_norm_clip`.
+
+    Raises:
+      ``error``: in one line naming ``l2_norm_clip`` and the largest accepted.
+    """
+    largest = max_l2_norm_clip()
+    if not float(l2_norm_clip) <= largest:
+        raise error(
+            f"l2_norm_clip={l2_norm_clip!r} must be at most {largest!r}: beyond, a step of up to "
+            f"{MAX_STEP_POSITIONS} positions could overflow float32 in its noisy sum for some data (a huge record), "
+            f"and not for its neighbour"
+        )
+
+
+def check_step_rows(rows: int, *, error=ValueError) -> None:
+    """Refuses a DP-SGD step over more than `MAX_STEP_POSITIONS` batch ``rows`` (all replicas together), which
+    `max_l2_norm_clip` does not cover.
+
+    Raises:
+      ``error``: in one line naming the rows and the limit.
+    """
+    if rows > MAX_STEP_POSITIONS:
+        raise error(
+            f"a batch of {rows} rows is more than the {MAX_STEP_POSITIONS} a DP-SGD step may sum (beyond, "
+            f"l2_norm_clip's bound, privacy.accounting.noise_cutoff.max_l2_norm_clip, does not keep its sum finite); "
+            f"use smaller batches"
+        )
 
 
 MAX_ADDED_FRACTION = 0.01

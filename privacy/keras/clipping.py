@@ -26,10 +26,29 @@ from fractions import Fraction
 
 import tensorflow as tf
 
+from privacy.accounting import noise_cutoff
 from privacy.keras import roundoff
 from privacy.keras.factors import combined
-from privacy.keras.params import SLACK
+from privacy.keras.params import SLACK, DPConfigurationError
 from privacy.keras.rounding import cast_down, rounded_down
+
+
+def checked_rows(rows, replicas: int = 1) -> list:
+    """Refuses a step over more than `noise_cutoff.MAX_STEP_POSITIONS` batch rows (``rows`` on each of ``replicas``),
+    beyond the positions `noise_cutoff.max_l2_norm_clip` keeps finite: a static ``rows`` (an int) when traced, a
+    dynamic one (a scalar tensor) by the assertion returned, for the step to run before its update (XLA drops it).
+    Data-independent: the batch is the sampler's padded one, or a caller's of at most its checked size."""
+    if isinstance(rows, int):
+        noise_cutoff.check_step_rows(rows * replicas, error=DPConfigurationError)
+        return []
+    limit = noise_cutoff.MAX_STEP_POSITIONS
+    return [
+        tf.debugging.assert_less_equal(
+            tf.cast(rows, tf.int64) * replicas,
+            tf.constant(limit, tf.int64),
+            message=f"a DP-SGD step's batch has more than {limit} rows (all replicas), beyond l2_norm_clip's bound",
+        )
+    ]
 
 
 def divisors(squared_bounds: list, roundings: list, l2_norm_clip: float, multiplier: float | Fraction = 1.0):

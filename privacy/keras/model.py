@@ -156,7 +156,8 @@ def make_private(
     Raises:
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead; for
         an ``l2_norm_clip`` whose noise, sigma C (1 + 2^-10) / B, float32 cannot draw (`check_step_noise`; where B
-        is known here, else at the first step).
+        is known here, else at the first step), or above `privacy.accounting.noise_cutoff.max_l2_norm_clip` (a
+        step's float32 noisy sum could overflow).
     """
     if mechanism is not None:
         _check_mechanism(

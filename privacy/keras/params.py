@@ -6,7 +6,11 @@ import dataclasses
 from fractions import Fraction
 
 from privacy import validation
-from privacy.accounting import NOISE_MULTIPLIER_RANGE, SLACK  # the step's slack (defined there, without TensorFlow)
+from privacy.accounting import (  # the step's slack (defined there, without TensorFlow)
+    NOISE_MULTIPLIER_RANGE,
+    SLACK,
+    noise_cutoff,
+)
 
 
 class DPConfigurationError(ValueError):
@@ -20,7 +24,9 @@ class DPParams:
     """Clipping and noise of one DP-SGD step.
 
     Attributes:
-      l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient, over all variables.
+      l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient, over all variables; at most
+        `privacy.accounting.noise_cutoff.max_l2_norm_clip` (about 2.5e27), beyond which a step's float32 noisy sum
+        could overflow for some data and not for its neighbour.
       noise_multiplier: sigma; Gaussian noise with standard deviation sigma * C (1 + SLACK) is added once to the sum
         of clipped gradients (`exact_noise_stddev`); in `privacy.accounting.NOISE_MULTIPLIER_RANGE`, or 0 to train
         without noise (no privacy; for tests and baselines).
@@ -35,6 +41,7 @@ class DPParams:
 
     def __post_init__(self):
         validation.positive("l2_norm_clip", self.l2_norm_clip, error=DPConfigurationError)
+        noise_cutoff.check_l2_norm_clip(self.l2_norm_clip, error=DPConfigurationError)
         low, high = NOISE_MULTIPLIER_RANGE
         if not (_is_number(self.noise_multiplier) and self.noise_multiplier == 0):
             validation.number(

@@ -11,6 +11,7 @@ from dp_accounting import dp_event
 
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, InvalidPrivacySetting
 from privacy.accounting import NoiseDraws, calibrate_noise_multiplier, compute_epsilon
+from tests.privacy.accounting.test_noise_cutoff import largest_clip_recomputed
 
 GOOD = {"private": True, "batch_size": 32, "epochs": 5, "l2_norm_clip": 1.0, "target_epsilon": 3.0}
 
@@ -45,9 +46,11 @@ def test_bad_settings_name_the_key(change, setting):
 
 
 def test_a_clip_whose_noise_float32_cannot_draw_is_refused_before_any_data():
-    """sigma C (1 + 2^-10) / B outside float32's range [2^-103, max / (R' (1 + eps)^2)] (recomputed here from numpy's
+    """sigma C (1 + 2^-10) / B below float32's range [2^-103, max / (R' (1 + eps)^2)] (recomputed here from numpy's
     float32 and R = sqrt(128 ln 2)), at the noise_multiplier given or at any a target_epsilon may calibrate to (0.05
-    to 1e6): refused naming l2_norm_clip by from_custom_config, and by plan for a config built directly."""
+    to 1e6): refused naming l2_norm_clip by from_custom_config, and by plan for a config built directly. Above the
+    range a clip is beyond the largest accepted (about 2.476e27, at which sigma 1e6 gives 2.5e33 at most) first: its
+    own refusal, naming l2_norm_clip too (`test_the_largest_clip_passes_and_the_next_float_is_refused`)."""
     info = np.finfo(np.float32)
     radius = np.nextafter(np.float32(math.sqrt(128 * math.log(2))), np.float32(np.inf))
     low, high = float(info.tiny / info.eps), float(info.max) / (float(radius) * (1 + float(info.eps)) ** 2)
@@ -57,26 +60,30 @@ def test_a_clip_whose_noise_float32_cannot_draw_is_refused_before_any_data():
         return sigma * clip * (1 + 2**-10) / denominator
 
     given = {**GOOD, "target_epsilon": None}
-    cases = [  # (change, whether the noise is out of range), the batch size B = 32 unless microbatches divide
-        ({**given, "noise_multiplier": 1.1, "l2_norm_clip": 1e-33}, stddev(1.1, 1e-33, 32) < low),
-        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36, "batch_size": 8}, stddev(1e3, 1e36, 8) > high),
-        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36, "num_microbatches": 8}, True),
-        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36}, stddev(1e3, 1e36, 32) > high),
-        ({**GOOD, "l2_norm_clip": 5e-29}, stddev(0.05, 5e-29, 32) < low),  # calibration returns sigma >= 0.05
-        ({**GOOD, "l2_norm_clip": 1e-28}, stddev(0.05, 1e-28, 32) < low),  # (not 1e-3: refused by the range's)
-        ({**GOOD, "l2_norm_clip": 1e33}, stddev(1e6, 1e33, 32) > high),
-        ({**GOOD, "l2_norm_clip": 2e33}, stddev(1e6, 2e33, 32) > high),
-        ({**GOOD, "l2_norm_clip": 1e-33, "private": False}, False),
+    cases = [  # (change, why it is refused: "noise", "clip" (beyond the largest) or None), B = 32 unless set
+        ({**given, "noise_multiplier": 1.1, "l2_norm_clip": 1e-33}, stddev(1.1, 1e-33, 32) < low and "noise"),
+        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36, "batch_size": 8}, "clip"),  # noise above, too
+        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36, "num_microbatches": 8}, "clip"),
+        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36}, stddev(1e3, 1e36, 32) < high and "clip"),  # drawable
+        ({**given, "noise_multiplier": 1e6, "l2_norm_clip": 2.4e27}, None),
+        ({**GOOD, "l2_norm_clip": 5e-29}, stddev(0.05, 5e-29, 32) < low and "noise"),  # calibration returns >= 0.05
+        ({**GOOD, "l2_norm_clip": 1e-28}, stddev(0.05, 1e-28, 32) < low and "noise"),  # (not 1e-3: the range's)
+        ({**GOOD, "l2_norm_clip": 1e33}, "clip"),
+        ({**GOOD, "l2_norm_clip": 1e-33, "private": False}, None),
     ]
-    assert [refused for _, refused in cases] == [True, True, True, False, True, False, False, True, False]
-    for config, refused in cases:
-        if not refused:
+    assert [why for _, why in cases] == ["noise", "clip", "clip", "clip", None, "noise", False, "clip", None]
+    assert stddev(1e3, 1e36, 8) > high and stddev(1e6, 2.4e27, 32) < high
+    for config, why in cases:
+        if not why:
             DpTrainingConfig.from_custom_config(config)
             continue
         with pytest.raises(InvalidPrivacySetting) as info_:
             DpTrainingConfig.from_custom_config(config)
         message = str(info_.value)
         assert info_.value.setting == "l2_norm_clip" and len(message.splitlines()) == 1, message
+        if why == "clip":
+            assert f"l2_norm_clip={config['l2_norm_clip']!r} must be at most 2.47" in message, message
+            continue
         assert f"l2_norm_clip={config['l2_norm_clip']!r}" in message and "in float32" in message, message
         assert f"[{low!r}, {high!r}]" in message, message
         assert ("target_epsilon calibrates" in message) == (
@@ -85,6 +92,23 @@ def test_a_clip_whose_noise_float32_cannot_draw_is_refused_before_any_data():
     direct = DpTrainingConfig(l2_norm_clip=1e-33, target_epsilon=3.0)
     with pytest.raises(InvalidPrivacySetting, match="l2_norm_clip=1e-33"):
         direct.plan(dataset_size=1000)
+
+
+def test_the_largest_clip_passes_and_the_next_float_is_refused():
+    """The DP Trainer refuses, before TFX, an l2_norm_clip beyond the largest a float32 step's noisy sum stays finite
+    at (recomputed from numpy's float32 and Fractions), naming l2_norm_clip, with a target_epsilon or a
+    noise_multiplier, for plan too."""
+    largest = largest_clip_recomputed()
+    assert 2.475e27 < largest < 2.476e27
+    above = math.nextafter(largest, math.inf)
+    for given in (GOOD, {**GOOD, "target_epsilon": None, "noise_multiplier": 1e6}):
+        DpTrainingConfig.from_custom_config({**given, "l2_norm_clip": largest})
+        with pytest.raises(InvalidPrivacySetting) as info_:
+            DpTrainingConfig.from_custom_config({**given, "l2_norm_clip": above})
+        assert info_.value.setting == "l2_norm_clip", str(info_.value)
+        assert f"l2_norm_clip={above!r} must be at most {largest!r}" in str(info_.value)
+    with pytest.raises(InvalidPrivacySetting, match="must be at most"):
+        DpTrainingConfig(l2_norm_clip=above, target_epsilon=3.0).plan(dataset_size=1000)
 
 
 def test_a_sigma_c_at_or_below_plds_step_floor_names_batch_size_noise_multiplier():

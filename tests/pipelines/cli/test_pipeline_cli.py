@@ -3,6 +3,7 @@ importing TFX, bad input in one line naming the option, the flag glossary's old 
 
 import inspect
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from pipelines.cli import pipeline as pipeline_cli
 from pipelines.cli.main import cli
 from pipelines.root_lock import LOCK_FILE, exclusive_root
+from tests.privacy.accounting.test_noise_cutoff import largest_clip_recomputed
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 HEAVY = ("tfx", "tensorflow", "apache_beam", "tensorflow_model_analysis", "ml_metadata")
@@ -68,6 +70,8 @@ BAD_RUN_OPTIONS = [
         ["--l2-norm-clip", "1e36", "--noise-multiplier", "1000", "--batch-size", "8", "--preprocessing-epsilon", "1"],
         "--l2-norm-clip",
     ),
+    (["--l2-norm-clip", "2.48e27"], "--l2-norm-clip"),  # beyond the largest (2.4757e27): a step's sum could overflow
+    (["--trainer-config", '{"l2_norm_clip": 1e30}'], "--l2-norm-clip"),
     (["--num-microbatches", "0"], "--num-microbatches"),
     (["--sampling", "random"], "--sampling"),
     (["--trainer", "sgd"], "--trainer"),
@@ -208,6 +212,21 @@ def test_bad_pipeline_run_options_are_one_line_exit_2_and_write_nothing(args, op
     assert result.stderr.startswith("Error: ") and option in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not root.exists()
+
+
+def test_a_clip_beyond_the_largest_is_refused_naming_the_flag(tmp_path, no_tfx):
+    """--l2-norm-clip just above the largest a float32 step's noisy sum stays finite at (recomputed in
+    test_noise_cutoff) is exit 2 in one line naming the flag and the largest, before TFX; the largest itself passes
+    every check (the run would import TFX: `no_tfx` stops it there)."""
+    largest = largest_clip_recomputed()
+    for clip, refused in ((math.nextafter(largest, math.inf), True), (largest, False)):
+        root = tmp_path / f"root-{refused}"
+        result = invoke("pipeline", "run", "--l2-norm-clip", repr(clip), "--pipeline-root", str(root))
+        if refused:
+            assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+            assert "'--l2-norm-clip'" in result.stderr and f"must be at most {largest!r}" in result.stderr
+        else:
+            assert "TFX would be imported" in str(result.exception), (result.exception, result.stderr)
 
 
 def test_a_pipeline_root_that_cannot_be_a_folder_is_refused_in_one_line(tmp_path, no_tfx):

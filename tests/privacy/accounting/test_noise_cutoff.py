@@ -4,6 +4,7 @@ claim on one pair (with and without sampling), the report's and refusal's values
 import dataclasses
 import math
 import re
+from fractions import Fraction
 
 import dp_accounting as dpa
 import ml_dtypes
@@ -12,7 +13,17 @@ import pytest
 from scipy import integrate, stats
 
 from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseCutoffError, NoiseDraws, dp_sgd_report
-from privacy.accounting.noise_cutoff import MAX_ADDED_FRACTION, escape_bound, noise_scale_range, sampler_radius
+from privacy.accounting.noise_cutoff import (
+    MAX_ADDED_FRACTION,
+    MAX_STEP_POSITIONS,
+    UNIT_MAGNITUDE,
+    check_l2_norm_clip,
+    check_step_rows,
+    escape_bound,
+    max_l2_norm_clip,
+    noise_scale_range,
+    sampler_radius,
+)
 
 
 def _inside_both(radius, b):
@@ -331,3 +342,43 @@ def test_the_largest_noise_scale_cannot_overflow_in_16_bit_dtypes_either(name):
         old = float(info.max) / sampler_radius(name)
         if name != "float32":
             assert not np.isfinite(np.float32(sampler_radius(name)).astype(dtype) * rounded_up(old)), (name, old)
+
+
+def largest_clip_recomputed() -> float:
+    """The largest float C with C (N 2^13 / (1 - (N + 1) u) + R' (1 + eps)^2 1e6 (1 + 2^-10)) <= float32's max, N =
+    2^23 positions, u = 2^-24, R' = sqrt(128 ln 2) rounded up to float32, from numpy's float32 and Fractions."""
+    info = np.finfo(np.float32)
+    eps = Fraction(float(info.eps))
+    u = eps / 2
+    assert u == Fraction(1, 2**24)
+    radius = np.float32(math.sqrt(128 * math.log(2)))
+    radius = radius if float(radius) >= math.sqrt(128 * math.log(2)) else np.nextafter(radius, np.float32(np.inf))
+    positions = 2**23
+    per_clip = positions * 2**13 / (1 - (positions + 1) * u) + Fraction(float(radius)) * (1 + eps) ** 2 * Fraction(
+        10**6
+    ) * (1 + Fraction(1, 1024))
+    exact = Fraction(float(info.max)) / per_clip
+    clip = float(exact)
+    while Fraction(clip) > exact:
+        clip = math.nextafter(clip, 0.0)
+    assert Fraction(math.nextafter(clip, math.inf)) > exact
+    return clip
+
+
+def test_the_largest_clip_keeps_a_step_of_the_most_positions_finite_and_the_next_float_is_refused():
+    """max_l2_norm_clip is the largest float C at which MAX_STEP_POSITIONS units' terms (2^13 m C each in magnitude,
+    m <= 1), rounded in any order, plus the largest noise draw at sigma 1e6 stay within float32's max (recomputed
+    here); it is accepted and the next float refused naming l2_norm_clip; the step's rows likewise at 2^23."""
+    largest = largest_clip_recomputed()
+    assert max_l2_norm_clip() == largest and 2.47e27 < largest < 2.48e27
+    assert MAX_STEP_POSITIONS == 2**23 and UNIT_MAGNITUDE == 2**13
+    check_l2_norm_clip(largest)
+    check_l2_norm_clip(np.float32(1e27))
+    for bad in (math.nextafter(largest, math.inf), 1e39, math.inf):
+        with pytest.raises(ValueError) as info:
+            check_l2_norm_clip(bad)
+        message = str(info.value)
+        assert message.startswith(f"l2_norm_clip={bad!r} must be at most {largest!r}") and "\n" not in message
+    check_step_rows(2**23)
+    with pytest.raises(ValueError, match=r"a batch of 8388609 rows is more than the 8388608"):
+        check_step_rows(2**23 + 1)

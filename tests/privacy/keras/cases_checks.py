@@ -135,8 +135,10 @@ def case_noise_that_would_flush_or_overflow_is_refused():
     for C = 1e-37) came out all zeros, a step released without noise under the accountant's sigma. `normal` refuses a
     standard deviation below tiny / eps (every draw below eps in magnitude flushed at most; 2^-103 in float32, 2^-970
     in float64) or above max / (R' (1 + eps)^2) (R' the sampler's radius rounded up to the dtype: draws overflow
-    beyond). make_private refuses a sigma C (1 + SLACK) / B outside float32's range when B is known there, naming
-    l2_norm_clip; a fit whose B comes from its batch_size stops at its first step (the last check), in the dtype."""
+    beyond). make_private refuses a sigma C (1 + SLACK) / B below float32's range when B is known there, naming
+    l2_norm_clip; a fit whose B comes from its batch_size stops at its first step (the last check), in the dtype.
+    Above the range (C = 1e36 at sigma 1e3: 1.0e38) the clip is beyond the largest accepted (a step's sum could
+    overflow), which make_private refuses whether B is known or not."""
     seed = tf.constant([3, 4], tf.int64)
     flushed = normal([1000], seed, tf.float32, 1.0).numpy() * np.float32(2.0**-130)  # what the old product gave
     assert np.count_nonzero(tf.constant(flushed) * tf.constant(np.float32(1.0))) < 10  # the kernels flush it
@@ -157,24 +159,26 @@ def case_noise_that_would_flush_or_overflow_is_refused():
             assert np.all(np.abs(z) >= info.tiny), dtype
         assert np.all(np.isfinite(normal([1000], seed, dtype, largest).numpy())), dtype
     x, y = _data()
-    for clip, sigma in ((1e-33, 1.1), (1e36, 1e3)):  # sigma C (1 + SLACK) / B: 1.1e-34, 1.0e38 (float32)
-        _raises(
-            lambda: make_private(
-                K.Sequential([K.Input((4,)), L.Dense(2)]),
-                l2_norm_clip=clip,
-                noise_multiplier=sigma,
-                expected_batch_size=10,
-            ),
-            f"l2_norm_clip={clip!r}",
-            "the noise's standard deviation",
-            "in float32",
-        )
-        model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=clip, noise_multiplier=sigma)
-        model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
-        _raises(
-            lambda: model.fit(x, y, batch_size=10, epochs=1, verbose=0), "the noise's standard deviation", "in float32"
-        )
-        assert private_training(model).steps == 0
+    for batch in (10, None):
+        dense = K.Sequential([K.Input((4,)), L.Dense(2)])
+        options = dict(l2_norm_clip=1e36, noise_multiplier=1e3, expected_batch_size=batch)
+        _raises(lambda: make_private(dense, **options), "l2_norm_clip=1e+36 must be at most")
+    clip, sigma = 1e-33, 1.1  # sigma C (1 + SLACK) / B: 1.1e-34 (float32)
+    _raises(
+        lambda: make_private(
+            K.Sequential([K.Input((4,)), L.Dense(2)]),
+            l2_norm_clip=clip,
+            noise_multiplier=sigma,
+            expected_batch_size=10,
+        ),
+        f"l2_norm_clip={clip!r}",
+        "the noise's standard deviation",
+        "in float32",
+    )
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=clip, noise_multiplier=sigma)
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    _raises(lambda: model.fit(x, y, batch_size=10, epochs=1, verbose=0), "the noise's standard deviation", "in float32")
+    assert private_training(model).steps == 0
 
 
 def case_losses_without_per_example_values_are_refused():
@@ -846,3 +850,65 @@ def case_a_target_epsilon_run_stops_where_the_noise_cutoff_would_pass_one_percen
         assert f"no step is left after {steps} private steps: the noise sampler's cut-off" in str(err), str(err)
     else:
         raise AssertionError("a fit past the noise cut-off's limit ran")
+
+
+def case_a_clip_beyond_the_largest_lets_a_huge_record_overflow_the_noisy_sum_and_is_refused():
+    """Without the refusal, C = 1e37 (noise sigma C (1 + SLACK) / B = 1e34 at sigma 1e-3, B = 1: drawable) lets a
+    Poisson step of expected batch size 1 over a padded batch of 512 rows release a non-finite sum for k records whose
+    two positions cancel (a_1 = a_2 = c e_1, g_1 = -g_2 = d e_1, each just inside float32's norm checks: unclipped at
+    this C, so each adds c d and -c d at the same entry) and a finite one for its neighbour of k - 1 (the k-th row
+    padding), k the fewest that overflow with this CPU's matmul order (searched: the order is the kernel's); at the
+    largest accepted C both are finite; make_private refuses C = 1e37 naming l2_norm_clip before any step."""
+    from privacy.accounting import noise_cutoff
+    from privacy.keras import layer_rules, recording
+    from privacy.keras.noise import GaussianNoise
+    from privacy.keras.params import DPParams
+    from privacy.keras.train_step import released_sums
+
+    rows, positions, width = 512, 2, 8  # ghost norms: T (d_in + d_out) = 32 < d_in d_out = 64
+    side = np.float32(np.sqrt(float(np.finfo(np.float32).max)) / positions / 4)  # c = d
+
+    def built():
+        inputs = K.Input((positions, width))
+        model = K.Model(inputs, L.Dense(width, use_bias=False, kernel_initializer="zeros")(inputs))
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    model = built()
+    units = recording.find_units(model, layer_rules.rule_for)
+    x = np.zeros((rows, positions, width), np.float32)
+    x[:, :, 0] = side
+    y = np.zeros((rows, positions, width), np.float32)  # mse's d / dz at z = 0: -2 y / (T d_out) = (d, -d)
+    y[:, :, 0] = -float(side) * positions * width / 2 * np.array([1.0, -1.0])
+    noise = GaussianNoise(seed=5)
+    noise.build()
+
+    def release(clip, records):
+        params = object.__new__(DPParams)  # the refusal left out: DPParams(1e37, ...) raises
+        object.__setattr__(params, "l2_norm_clip", clip)
+        object.__setattr__(params, "noise_multiplier", 1e-3)
+        object.__setattr__(params, "num_microbatches", None)
+        weights = (np.arange(rows) < records).astype(np.float32)
+        weights[records:] = -0.0  # the sampler's padding
+        _, sums = released_sums(
+            model, units, tf.constant(x), tf.constant(y), tf.constant(weights), params, noise, expected_batch_size=1.0
+        )
+        return bool(np.all(np.isfinite(sums[0].numpy())))
+
+    assert release(1e37, 1) and not release(1e37, rows), "512 cancelling records did not overflow"
+    low, high = 1, rows  # finite at low, not at high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if release(1e37, middle) else (low, middle)
+    largest = noise_cutoff.max_l2_norm_clip()
+    assert not release(1e37, high) and release(1e37, high - 1), high
+    assert release(largest, high) and release(largest, rows)
+    _raises(
+        lambda: make_private(built(), l2_norm_clip=1e37, noise_multiplier=1e-3, expected_batch_size=1.0),
+        "l2_norm_clip=1e+37 must be at most",
+        repr(largest),
+    )
+    above = float(np.nextafter(largest, np.inf))
+    DPKerasAdamOptimizer(l2_norm_clip=largest, noise_multiplier=1e6)
+    _raises(lambda: DPKerasAdamOptimizer(l2_norm_clip=above, noise_multiplier=1.0), f"l2_norm_clip={above!r}")
+    _raises(lambda: DPParams(above, 0.0), f"must be at most {largest!r}")
