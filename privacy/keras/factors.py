@@ -83,12 +83,23 @@ class OuterProduct:
         self._sides = None  # (scale, `clipped_sides` for it)
         self._ghost = None  # (`roundoff.pair_sum` (P, G G^T) in float64, P = fl(A A^T)), computed once
         self._norms = None  # float64 row norms (|a_t|, |g_t|), (U, T) each
+        self._squares = None  # one position: per side, (its squared row norms computed, their float64 bounds)
 
     def output_squared_norms(self):
         """sum_t ||g_ut||^2 for every unit, computed once (the norms of one position's Dense bias, too)."""
         if self._g_squares is None:
-            self._g_squares = tf.reduce_sum(tf.square(self.g), [1, 2])
+            if self.a.shape[1] == 1:
+                self._g_squares = self._one_position()[1][0][:, 0]
+            else:
+                self._g_squares = tf.reduce_sum(tf.square(self.g), [1, 2])
         return self._g_squares
+
+    def _one_position(self):
+        """T = 1: per side (A, G), (the squared row norms computed, float64 upper bounds on them), (U, 1) each, from
+        one pass of squares (`roundoff.squares_and_bounds`); computed once."""
+        if self._squares is None:
+            self._squares = tuple(roundoff.squares_and_bounds(side) for side in (self.a, self.g))
+        return self._squares
 
     def grouped(self, units) -> "OuterProduct":
         return OuterProduct(_group(self.a, units, True), _group(self.g, units, True), self.to_variable)
@@ -101,7 +112,7 @@ class OuterProduct:
     def squared_norms(self):
         if self._use_ghost():
             if self.a.shape[1] == 1:  # one position: ||a||^2 ||g||^2
-                return tf.reduce_sum(tf.square(self.a), [1, 2]) * self.output_squared_norms()
+                return self._one_position()[0][0][:, 0] * self.output_squared_norms()
             return tf.cast(self.ghost()[0], self.g.dtype)
         return tf.reduce_sum(tf.square(self.per_unit()), [1, 2])
 
@@ -139,11 +150,14 @@ class OuterProduct:
         return self._ghost
 
     def row_norms(self):
-        """Upper bounds on (|a_ut|, |g_ut|), float64 (U, T) each (`roundoff.row_norms`); computed once. Tight (float64
-        sums) for one position, where they make the bound itself; elsewhere they only bound its error terms."""
+        """Upper bounds on (|a_ut|, |g_ut|), float64 (U, T) each (`roundoff.row_norms`); computed once. For one
+        position, where they make the bound itself, from the same squares as the computed norms (`_one_position`;
+        float32 block sums: within gamma_{k+1} <= gamma_65 < 3.9e-6 of float64 sums)."""
         if self._norms is None:
-            tight = self.a.shape[1] == 1
-            self._norms = (roundoff.row_norms(self.a, tight), roundoff.row_norms(self.g, tight))
+            if self.a.shape[1] == 1:
+                self._norms = tuple(tf.sqrt(bound) for _, bound in self._one_position())
+            else:
+                self._norms = (roundoff.row_norms(self.a), roundoff.row_norms(self.g))
         return self._norms
 
     def clipped_sum(self, scale):

@@ -127,10 +127,20 @@ BLOCK = 64
 it loosens a squared norm by against a float64 sum."""
 
 
-def row_norms(tensor, tight: bool = False):
+def row_norms(tensor):
     """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: the sqrt of
-    `last_axis_squares` (``tight``: of float64 sums; the sqrt's rounding: FLOAT64_MARGIN)."""
-    return tf.sqrt(_float64_squares(tensor) if tight else last_axis_squares(tensor))
+    `last_axis_squares` (the sqrt's rounding: FLOAT64_MARGIN)."""
+    return tf.sqrt(last_axis_squares(tensor))
+
+
+def squares_and_bounds(tensor):
+    """(the sums of squares over ``tensor``'s last axis computed in its dtype, `last_axis_squares`' upper bound on
+    their exact values): for float32 with a last axis known at trace time both from one pass of float32 squares (the
+    block sums, summed in float32 for the first: the same sum in another order), otherwise from a pass each."""
+    if tensor.dtype != tf.float32 or tensor.shape[-1] is None:
+        return tf.reduce_sum(tf.square(tensor), -1), last_axis_squares(tensor)
+    blocks, k = _block_sums(tensor)
+    return tf.reduce_sum(blocks, -1), _blocks_bound(blocks, k)
 
 
 def squares(tensor):
@@ -150,12 +160,22 @@ def last_axis_squares(tensor):
     drops the unit, where float64 sums would have kept it (no fallback: the step branches on nothing the data
     decides, so its duration does not tell). Float64 values, or an n unknown at trace time: float64 sums
     (`_float64_squares`)."""
-    n = tensor.shape[-1]
-    if tensor.dtype == tf.float64 or n is None:
+    if tensor.dtype == tf.float64 or tensor.shape[-1] is None:
         return _float64_squares(tensor)
+    return _blocks_bound(*_block_sums(tensor))
+
+
+def _block_sums(tensor):
+    """(float32 sums of squares over blocks of k values of the last axis (n known), k): k the largest divisor of n
+    up to BLOCK."""
+    n = tensor.shape[-1]
     k = max(size for size in range(1, min(n, BLOCK) + 1) if n % size == 0)
     shape = [tf.shape(tensor)[i] if size is None else size for i, size in enumerate(tensor.shape[:-1])]
-    blocks = tf.reduce_sum(tf.square(tf.reshape(tf.cast(tensor, tf.float32), [*shape, n // k, k])), -1)
+    return tf.reduce_sum(tf.square(tf.reshape(tf.cast(tensor, tf.float32), [*shape, n // k, k])), -1), k
+
+
+def _blocks_bound(blocks, k: int):
+    """`last_axis_squares`' bound from `_block_sums`: each block's `sum_of_squares_bound`, summed in float64."""
     return tf.reduce_sum(sum_of_squares_bound(blocks, k, tf.float32), -1) * (1 + FLOAT64_MARGIN)
 
 

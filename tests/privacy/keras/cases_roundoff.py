@@ -616,10 +616,11 @@ def case_quadratic_forms_cover_subnormal_entries():
 
 
 def case_one_position_bounds_cover_subnormal_inputs():
-    """A one-position product's bound is |a|^2 |g|^2 from float64 sums of squares (`roundoff.row_norms`, tight),
-    whose cast to float64 may read a float32 subnormal as 0 (DAZ): inputs whose only nonzero values are 2^-130
-    against gradients 2^60, an exact squared norm of 6 2^-140 far above the float64 sums' own underflow term: the
-    bound is at least it (Fractions of the numpy values, read without TensorFlow)."""
+    """A one-position product's bound is |a|^2 |g|^2 from bounded float32 block sums of squares
+    (`roundoff.squares_and_bounds`), in which the squares of float32 subnormals flush to 0 (FTZ, DAZ): inputs whose
+    only nonzero values are 2^-130 against gradients 2^60, an exact squared norm of 6 2^-140 that the computed sums
+    lose entirely: the bound (its underflow term) is at least it (Fractions of the numpy values, read without
+    TensorFlow)."""
     a = np.zeros((1, 1, 4), np.float32)
     a[0, 0, :2] = 2.0**-130
     g = np.full((1, 1, 3), 2.0**60, np.float32)
@@ -963,3 +964,39 @@ def case_onednn_reduced_precision_math_is_refused():
             assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
         finally:
             os.environ.pop(name) if before is None else os.environ.__setitem__(name, before)
+
+
+def case_one_position_norms_and_bounds_share_their_squares():
+    """T = 1: the computed squared norm |a|^2 |g|^2 and its bound come from the same float32 block sums of squares
+    (`roundoff.squares_and_bounds`, one pass per side), for rows of 784 (blocks of 56), 67 (prime: blocks of one),
+    10 and 1200 values, ordinary, underflowing, overflowing float32 or mixed: the bound is at least the exact
+    ||a^T g||^2 = |a|^2 |g|^2 (Fractions) and, where every value is at least 2^-40, within (1 + 2 gamma_65)^2 of it
+    (inf only where the unit overflows); the computed norm is within 1e-5 of the exact one, and inf exactly where a
+    side's float32 sum or the product overflows (the unit is dropped)."""
+    rng = np.random.default_rng(12)
+    loosest = (1 + Fraction(roundoff.gamma(roundoff.BLOCK + 1, tf.float32)) * 2) ** 2
+    for d_in, d_out in ((784, 512), (67, 10), (1200, 10)):
+        sides = []
+        for width in (d_in, d_out):
+            ordinary = rng.normal(size=(4, 1, width)) * 10 ** rng.uniform(-3, 3, (4, 1, 1))
+            small = 2.0**-63 * 10 ** rng.uniform(-3, -0.1, (4, 1, width))
+            big = 2.0**70 * 10 ** rng.uniform(0, 1, (4, 1, width))
+            mixed = np.where(rng.random((4, 1, width)) < 0.5, small, ordinary)
+            mixed[0, 0, 0] = big[0, 0, 0]
+            sides.append(np.concatenate([ordinary, small, big, mixed]).astype(np.float32))
+        a, g = sides
+        product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+        assert product._use_ghost()
+        computed, bounds = product.squared_norms().numpy(), product.squared_norm_bounds().numpy()
+        for u in range(len(a)):
+            exact = [sum((Fraction(float(v)) ** 2 for v in side[u].ravel()), Fraction(0)) for side in (a, g)]
+            product_exact = exact[0] * exact[1]
+            overflows = max(exact) >= 2**128 or product_exact >= 2**128
+            assert np.isinf(computed[u]) == overflows, (d_in, u, computed[u])
+            assert np.isfinite(bounds[u]) or overflows, (d_in, u)  # an inf bound drops the unit; so does the norm
+            if np.isfinite(bounds[u]):
+                assert Fraction(float(bounds[u])) >= product_exact, (d_in, u)
+                if (np.abs(a[u]) >= 2.0**-40).all() and (np.abs(g[u]) >= 2.0**-40).all():
+                    assert Fraction(float(bounds[u])) <= product_exact * loosest, (d_in, u)
+            if not overflows and product_exact >= 2**-100:
+                assert abs(Fraction(float(computed[u])) / product_exact - 1) < Fraction(1, 10**5), (d_in, u)
