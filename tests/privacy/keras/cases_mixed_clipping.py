@@ -48,7 +48,9 @@ def _ghost(t, d_in, d_out):
 
 
 def _cases():
-    """(name, input shape, input dtype, layer (or a function of the inputs), whether XLA is checked)."""
+    """(name, input shape, input dtype, layer (or a function of the inputs), whether XLA is checked), the layers made
+    after `_seed`."""
+    _seed()
     assert _ghost(2, 64, 64) and not _ghost(16, 3, 2) and _ghost(4, 72, 16) and not _ghost(64, 9, 2)
     return [
         ("Dense, ghost", (2, 64), "float32", L.Dense(64, activation="tanh"), True),
@@ -129,8 +131,15 @@ def _traced(step, *args):
         layer_rules._conv_path = path
 
 
+def _seed():
+    """Seeds the weights of the layers made next on both flavours: Keras 3's initializers draw their seeds from Python's
+    `random` when the layer is made (`tf.random.set_seed` alone leaves them to whatever ran before in the process),
+    tf-keras' from TensorFlow's global seed when it is built."""
+    K.utils.set_random_seed(0)
+
+
 def _model(shape, dtype, layer):
-    tf.random.set_seed(0)
+    _seed()
     inputs = K.Input(shape, dtype=dtype)
     model = K.Model(inputs, L.Dense(2)(L.Flatten()(layer(inputs))))
     model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
@@ -212,6 +221,7 @@ def case_strided_convolution_gradients_match_naive_clipping_over_paddings_stride
     bias, one example, and a batch size unknown at trace time. Each clips as the naive per-example clipping does;
     unstrided or dilated ones take extracted (or, under XLA, sliced) patches."""
     rng = np.random.default_rng(4)
+    _seed()
     space_to_depth = [
         ((9, 6, 2), L.Conv2D(2, (2, 3), strides=2), 5),
         ((7, 7, 2), L.Conv2D(2, 4, strides=3, padding="same"), 5),
@@ -255,6 +265,7 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
     (whose rule runs its own loop) and convolutions (whose patches `fit` traces with the batch size unknown) keep XLA
     on both flavours."""
     rng = np.random.default_rng(2)
+    _seed()
     x, y = rng.normal(size=(20, 4, 3)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
     for name, layer, sampling in (
         ("recurrent", lambda: L.SimpleRNN(3, name="rnn"), None),
@@ -308,7 +319,7 @@ def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
     size (space-to-depth patches, and extracted ones put in their order) does the same."""
     rng = np.random.default_rng(3)
     y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
-    tf.random.set_seed(0)
+    _seed()
     conv = L.Conv2D(2, 3)
     big, small = K.Input((8, 8, 2)), K.Input((3, 3, 2))
     model = K.Model([big, small], L.Dense(2)(L.Concatenate()([L.Flatten()(conv(big)), L.Flatten()(conv(small))])))
@@ -337,6 +348,7 @@ def case_every_convolution_path_clips_like_naive_and_drops_a_non_finite_example_
     other examples. The layers: Conv1D and Conv2D, strides 1, 2 and 3 dividing the kernel or not, valid, same and
     causal padding, one input channel and several, odd input sizes, dilation, ghost norms and materialised patches."""
     rng = np.random.default_rng(5)
+    _seed()
     layers = [
         ((9, 7, 1), L.Conv2D(3, 3, padding="same")),
         ((7, 9, 2), L.Conv2D(2, (2, 3))),
