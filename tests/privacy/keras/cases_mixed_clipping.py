@@ -48,7 +48,9 @@ def _ghost(t, d_in, d_out):
 
 
 def _cases():
-    """(name, input shape, input dtype, layer (or a function of the inputs), whether XLA is checked)."""
+    """(name, input shape, input dtype, layer (or a function of the inputs), whether XLA is checked), the layers made
+    after `_seed`."""
+    _seed()
     assert _ghost(2, 64, 64) and not _ghost(16, 3, 2) and _ghost(4, 72, 16) and not _ghost(64, 9, 2)
     return [
         ("Dense, ghost", (2, 64), "float32", L.Dense(64, activation="tanh"), True),
@@ -89,14 +91,23 @@ def _cases():
     ]
 
 
-def _naive_clipped_sum(model, x, y, clip):
+def _naive_per_example(model, x, y):
+    """The naive reference's per-example gradients, by `tf.GradientTape.jacobian`: one (examples, size) array per
+    trainable variable, and each example's L2 norm over all of them (float64)."""
     with tf.GradientTape() as tape:
         losses = per_example_loss(model, y, model(x, training=True))
     jacobians = tape.jacobian(losses, model.trainable_variables)
     per_example = [np.reshape(j.numpy(), (j.shape[0], -1)) for j in jacobians]
-    norms = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2, axis=1) for g in per_example))
-    scale = np.minimum(1.0, clip / norms)
-    return [np.reshape(scale @ g, v.shape) for g, v in zip(per_example, model.trainable_variables, strict=True)], norms
+    return per_example, np.sqrt(sum(np.sum(g.astype(np.float64) ** 2, axis=1) for g in per_example))
+
+
+def _naive_clipped_sum(model, naive, clip, rows=slice(None)):
+    """The sum over ``rows`` of the per-example gradients ``naive`` (`_naive_per_example`), each scaled to L2 norm at
+    most ``clip``, shaped like ``model``'s trainable variables. An example's gradient depends on its own row only (no
+    layer here mixes examples), so a subset of rows is the naive clipped sum of that subset's batch."""
+    per_example, norms = naive
+    scale = np.minimum(1.0, clip / norms[rows])
+    return [np.reshape(scale @ g[rows], v.shape) for g, v in zip(per_example, model.trainable_variables, strict=True)]
 
 
 def _traced(step, *args):
@@ -129,8 +140,15 @@ def _traced(step, *args):
         layer_rules._conv_path = path
 
 
+def _seed():
+    """Seeds the weights of the layers made next on both flavours: Keras 3's initializers draw their seeds from Python's
+    `random` when the layer is made (`tf.random.set_seed` alone leaves them to whatever ran before in the process),
+    tf-keras' from TensorFlow's global seed when it is built."""
+    K.utils.set_random_seed(0)
+
+
 def _model(shape, dtype, layer):
-    tf.random.set_seed(0)
+    _seed()
     inputs = K.Input(shape, dtype=dtype)
     model = K.Model(inputs, L.Dense(2)(L.Flatten()(layer(inputs))))
     model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
@@ -176,15 +194,17 @@ def case_cost_model_decides_alike_with_the_batch_size_unknown_at_trace_time():
         assert decided[None] == decided[BATCH], (name, decided)
 
 
-def _clips_like_naive(model, x, y, xla: bool, label: str = "", signature=None) -> dict:
-    """Checks ``model``'s clipped gradient sum and norms on (x, y) against the naive per-example loop, at a clip norm
-    that binds for about half the examples, without XLA and, if ``xla``, with it, traced for ``signature`` ((x, y,
-    weights) specs; default: the arguments' shapes); float32 sums agree to 1e-4 relative, 1e-5 of the variable's
-    largest entry (at least 1) absolute. Returns {jit_compile: the traced per-layer decisions}."""
+def _clips_like_naive(model, x, y, xla: bool, label: str = "", signature=None, naive=None) -> dict:
+    """Checks ``model``'s clipped gradient sum and norms on (x, y) against the naive per-example loop (``naive``:
+    `_naive_per_example` of (x, y), computed here if not given), at a clip norm that binds for about half the examples,
+    without XLA and, if ``xla``, with it, traced for ``signature`` ((x, y, weights) specs; default: the arguments'
+    shapes); float32 sums agree to 1e-4 relative, 1e-5 of the variable's largest entry (at least 1) absolute. Returns
+    {jit_compile: the traced per-layer decisions}."""
     units = recording.find_units(model, layer_rules.rule_for)
-    _, norms = _naive_clipped_sum(model, x, y, np.inf)
+    naive = _naive_per_example(model, x, y) if naive is None else naive
+    norms = naive[1]
     clip = float(np.median(norms))
-    want, _ = _naive_clipped_sum(model, x, y, clip)
+    want = _naive_clipped_sum(model, naive, clip)
     rows = int(y.shape[0])
     decided = {}
     for jit_compile in (False, True) if xla else (False,):
@@ -212,6 +232,7 @@ def case_strided_convolution_gradients_match_naive_clipping_over_paddings_stride
     bias, one example, and a batch size unknown at trace time. Each clips as the naive per-example clipping does;
     unstrided or dilated ones take extracted (or, under XLA, sliced) patches."""
     rng = np.random.default_rng(4)
+    _seed()
     space_to_depth = [
         ((9, 6, 2), L.Conv2D(2, (2, 3), strides=2), 5),
         ((7, 7, 2), L.Conv2D(2, 4, strides=3, padding="same"), 5),
@@ -255,6 +276,7 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
     (whose rule runs its own loop) and convolutions (whose patches `fit` traces with the batch size unknown) keep XLA
     on both flavours."""
     rng = np.random.default_rng(2)
+    _seed()
     x, y = rng.normal(size=(20, 4, 3)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
     for name, layer, sampling in (
         ("recurrent", lambda: L.SimpleRNN(3, name="rnn"), None),
@@ -308,7 +330,7 @@ def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
     size (space-to-depth patches, and extracted ones put in their order) does the same."""
     rng = np.random.default_rng(3)
     y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
-    tf.random.set_seed(0)
+    _seed()
     conv = L.Conv2D(2, 3)
     big, small = K.Input((8, 8, 2)), K.Input((3, 3, 2))
     model = K.Model([big, small], L.Dense(2)(L.Concatenate()([L.Flatten()(conv(big)), L.Flatten()(conv(small))])))
@@ -337,6 +359,7 @@ def case_every_convolution_path_clips_like_naive_and_drops_a_non_finite_example_
     other examples. The layers: Conv1D and Conv2D, strides 1, 2 and 3 dividing the kernel or not, valid, same and
     causal padding, one input channel and several, odd input sizes, dilation, ghost norms and materialised patches."""
     rng = np.random.default_rng(5)
+    _seed()
     layers = [
         ((9, 7, 1), L.Conv2D(3, 3, padding="same")),
         ((7, 9, 2), L.Conv2D(2, (2, 3))),
@@ -358,13 +381,14 @@ def case_every_convolution_path_clips_like_naive_and_drops_a_non_finite_example_
             x = tf.constant(rng.normal(size=(BATCH, *shape)), tf.float32)
             y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
             poisoned = tf.tensor_scatter_nd_update(x, [[2]], [tf.fill(shape, np.inf)])
-            others = [0, 1, 3, 4]
+            # The reference does not depend on the path (it never goes through the layer rules): once per layer.
+            naive = _naive_per_example(model, x, y)
+            want = _naive_clipped_sum(model, naive, 0.5, [0, 1, 3, 4])  # the examples other than the poisoned one
             for path in ("patches", "offsets"):
                 layer_rules._conv_path = lambda *_, path=path: path
                 name = f"{path}: {layer.__class__.__name__} {layer.get_config()}, input {shape}, "
-                for decisions in _clips_like_naive(model, x, y, True, name).values():
+                for decisions in _clips_like_naive(model, x, y, True, name, naive=naive).values():
                     assert path in decisions, (name, decisions)
-                want, _ = _naive_clipped_sum(model, tf.gather(x, others), tf.gather(y, others), 0.5)
                 units = recording.find_units(model, layer_rules.rule_for)
                 got = clipped_gradient_sum(
                     model, units, poisoned, y, tf.ones([BATCH]), DPParams(0.5, 0.0, None), expected_batch_size=BATCH
