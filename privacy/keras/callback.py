@@ -199,20 +199,22 @@ zeroes them before ``on_epoch_begin``, the state guard at ``on_epoch_end`` befor
 def reads_between_steps(cb, keras) -> bool:
     """Whether the callback ``cb`` of a ``keras`` (tf-keras) fit may see the model where its compiled metrics hold
     the sums of the epoch's steps: between two steps, or at the validation that precedes the epoch end (its
-    ``on_test_begin``). True for any hook but `EPOCH_HOOKS` that is not `keras.callbacks.Callback`'s own no-op (a
-    method of its class or one set on it, as LambdaCallback does; ``_implements_train_batch_hooks`` is not
-    trusted: BackupAndRestore's says no per epoch, yet its batch hook saves on preemption), and for an object
-    that is no ``keras`` Callback. False for ppml's own callbacks, Keras' History and ProgbarLogger (they read
-    the logs only) and a ModelCheckpoint saving per epoch (``save_freq="epoch"``), of exactly those classes."""
+    ``on_test_begin``). True for an object that is no ``keras`` Callback, for one with any hook but `EPOCH_HOOKS`
+    set on it (as LambdaCallback does), and for one whose class has any such hook that is not
+    `keras.callbacks.Callback`'s own no-op (``_implements_train_batch_hooks`` is not trusted: BackupAndRestore's
+    says no per epoch, yet its batch hook saves on preemption), but for ppml's own callbacks, Keras' History and
+    ProgbarLogger (they read the logs only) and a ModelCheckpoint saving per epoch (``save_freq="epoch"``), of
+    exactly those classes."""
     kind, base = type(cb), keras.callbacks.Callback
+    if not isinstance(cb, base):
+        return True
+    hooks = [name for name in dir(base) if name.startswith("on_") and name not in EPOCH_HOOKS]
+    if any(name in vars(cb) for name in hooks):
+        return True
     harmless = (state_guard_class(keras), callback_class(keras), keras.callbacks.History, keras.callbacks.ProgbarLogger)
     if kind in harmless or (kind is keras.callbacks.ModelCheckpoint and cb.save_freq == "epoch"):
         return False
-    return not isinstance(cb, base) or any(
-        getattr(getattr(cb, name), "__func__", None) is not getattr(base, name)
-        for name in dir(base)
-        if name.startswith("on_") and name not in EPOCH_HOOKS
-    )
+    return any(getattr(kind, name) is not getattr(base, name) for name in hooks)
 
 
 def _epsilon(private) -> float:
