@@ -113,11 +113,11 @@ class StateGuardLogic:
     them, before any later callback runs (it is the first), so that no file saved during fit holds them: at every
     epoch end, and after every step when one of ``others`` (the fit's other callbacks) may see the model between
     two steps (`reads_between_steps`), decided when the fit begins. The training logs then hold the running means
-    of the epoch (Keras' own), or the last step's values with the per-step zeroing (batch logs; the epoch logs
-    zero); an accounted fit removes them anyway (`PrivacyBudgetLogic`), an unaccounted one returns them. Code
-    that reads the model between steps without a callback's hook (a thread, a patched train function) is not
-    covered. Keras 3 saves no metric state in any format, and recomputes its epoch logs from the accumulators,
-    so they are left running there.
+    of the epoch (Keras' own), or with the per-step zeroing each step's own values (batch logs) and 0 (epoch
+    logs); an accounted fit removes them anyway (`PrivacyBudgetLogic`), an unaccounted one returns them. Code
+    that reads the model between steps without a callback's hook (a thread, the input pipeline, a patched train
+    function) is not covered. Keras 3 saves no metric state in any format, and recomputes its epoch logs from the
+    accumulators, so they are left running there.
 
     Args:
       others: the fit's callbacks after this one (Keras' History and progress bar need not be among them).
