@@ -123,7 +123,7 @@ class StateGuardLogic:
       others: the fit's callbacks after this one (Keras' History and progress bar need not be among them).
     """
 
-    def __init__(self, others=()):
+    def __init__(self, others):
         super().__init__()
         self._others = list(others)
 
@@ -252,7 +252,7 @@ def state_guard_class(keras) -> type:
     )
 
 
-def state_guard_for(model, others=()):
+def state_guard_for(model, others):
     """A `StateGuardLogic` callback of ``model``'s Keras flavour, run before ``others``."""
     return state_guard_class(compat.keras_of(model))(others)
 

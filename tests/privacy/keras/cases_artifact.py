@@ -480,7 +480,7 @@ def case_the_state_guard_zeroes_per_step_only_for_callbacks_that_see_the_model_b
     model = _private_classifier(40)
     for cb, reads in (
         (callback.callback_for(model), False),
-        (callback.state_guard_for(model), False),
+        (callback.state_guard_for(model, []), False),
         (K.callbacks.History(), False),
         (K.callbacks.ProgbarLogger(), False),
         (K.callbacks.ModelCheckpoint(f"{folder}/m.keras"), False),
