@@ -202,9 +202,9 @@ def reads_between_steps(cb, keras) -> bool:
     ``on_test_begin``). True for an object that is no ``keras`` Callback, for one with any hook but `EPOCH_HOOKS`
     set on it (as LambdaCallback does), and for one whose class has any such hook that is not
     `keras.callbacks.Callback`'s own no-op (``_implements_train_batch_hooks`` is not trusted: BackupAndRestore's
-    says no per epoch, yet its batch hook saves on preemption), but for ppml's own callbacks, Keras' History and
-    ProgbarLogger (they read the logs only) and a ModelCheckpoint saving per epoch (``save_freq="epoch"``), of
-    exactly those classes."""
+    says no per epoch, yet its batch hook saves on preemption) unless the class is exactly one of ppml's own,
+    Keras' History or ProgbarLogger (they read the logs only) or a ModelCheckpoint saving per epoch
+    (``save_freq="epoch"``)."""
     kind, base = type(cb), keras.callbacks.Callback
     if not isinstance(cb, base):
         return True
