@@ -113,17 +113,17 @@ class StateGuardLogic:
     them, before any later callback runs (it is the first), so that no file saved during fit holds them: at every
     epoch end, and after every step when one of ``others`` (the fit's other callbacks) may see the model between
     two steps (`reads_between_steps`), decided when the fit begins. The training logs then hold the running means
-    of the epoch (Keras' own), or the last step's values with the per-step zeroing (batch logs; the epoch logs
-    zero); an accounted fit removes them anyway (`PrivacyBudgetLogic`), an unaccounted one returns them. Code
-    that reads the model between steps without a callback's hook (a thread, a patched train function) is not
-    covered. Keras 3 saves no metric state in any format, and recomputes its epoch logs from the accumulators,
-    so they are left running there.
+    of the epoch (Keras' own), or with the per-step zeroing each step's own values (batch logs) and 0 (epoch
+    logs); an accounted fit removes them anyway (`PrivacyBudgetLogic`), an unaccounted one returns them. Code
+    that reads the model between steps without a callback's hook (a thread, the input pipeline, a patched train
+    function) is not covered. Keras 3 saves no metric state in any format, and recomputes its epoch logs from the
+    accumulators, so they are left running there.
 
     Args:
       others: the fit's callbacks after this one (Keras' History and progress bar need not be among them).
     """
 
-    def __init__(self, others=()):
+    def __init__(self, others):
         super().__init__()
         self._others = list(others)
 
@@ -199,20 +199,22 @@ zeroes them before ``on_epoch_begin``, the state guard at ``on_epoch_end`` befor
 def reads_between_steps(cb, keras) -> bool:
     """Whether the callback ``cb`` of a ``keras`` (tf-keras) fit may see the model where its compiled metrics hold
     the sums of the epoch's steps: between two steps, or at the validation that precedes the epoch end (its
-    ``on_test_begin``). True for any hook but `EPOCH_HOOKS` that is not `keras.callbacks.Callback`'s own no-op (a
-    method of its class or one set on it, as LambdaCallback does; ``_implements_train_batch_hooks`` is not
-    trusted: BackupAndRestore's says no per epoch, yet its batch hook saves on preemption), and for an object
-    that is no ``keras`` Callback. False for ppml's own callbacks, Keras' History and ProgbarLogger (they read
-    the logs only) and a ModelCheckpoint saving per epoch (``save_freq="epoch"``), of exactly those classes."""
+    ``on_test_begin``). True for an object that is no ``keras`` Callback, for one with any hook but `EPOCH_HOOKS`
+    set on it (as LambdaCallback does), and for one whose class has any such hook that is not
+    `keras.callbacks.Callback`'s own no-op (``_implements_train_batch_hooks`` is not trusted: BackupAndRestore's
+    says no per epoch, yet its batch hook saves on preemption) unless the class is exactly one of ppml's own,
+    Keras' History or ProgbarLogger (they read the logs only) or a ModelCheckpoint saving per epoch
+    (``save_freq="epoch"``)."""
     kind, base = type(cb), keras.callbacks.Callback
+    if not isinstance(cb, base):
+        return True
+    hooks = [name for name in dir(base) if name.startswith("on_") and name not in EPOCH_HOOKS]
+    if any(name in vars(cb) for name in hooks):
+        return True
     harmless = (state_guard_class(keras), callback_class(keras), keras.callbacks.History, keras.callbacks.ProgbarLogger)
     if kind in harmless or (kind is keras.callbacks.ModelCheckpoint and cb.save_freq == "epoch"):
         return False
-    return not isinstance(cb, base) or any(
-        getattr(getattr(cb, name), "__func__", None) is not getattr(base, name)
-        for name in dir(base)
-        if name.startswith("on_") and name not in EPOCH_HOOKS
-    )
+    return any(getattr(kind, name) is not getattr(base, name) for name in hooks)
 
 
 def _epsilon(private) -> float:
@@ -250,7 +252,7 @@ def state_guard_class(keras) -> type:
     )
 
 
-def state_guard_for(model, others=()):
+def state_guard_for(model, others):
     """A `StateGuardLogic` callback of ``model``'s Keras flavour, run before ``others``."""
     return state_guard_class(compat.keras_of(model))(others)
 

@@ -453,7 +453,8 @@ def case_the_state_guard_zeroes_per_step_only_for_callbacks_that_see_the_model_b
     """`callback.reads_between_steps`, the tf-keras guard's rule: any hook but an epoch-level one counts, whether a
     method of the callback's class or set on it (LambdaCallback), but in ppml's own, History, ProgbarLogger and an
     epoch ModelCheckpoint of exactly those classes. BackupAndRestore counts even per epoch (its batch hook saves
-    on preemption), TensorBoard counts (fail closed), and so does a subclass of an exempt class."""
+    on preemption), TensorBoard counts (fail closed), and so do a subclass of an exempt class and an exempt one
+    with a batch hook set on it."""
     from privacy.keras import callback
 
     folder = tempfile.mkdtemp()
@@ -473,10 +474,13 @@ def case_the_state_guard_zeroes_per_step_only_for_callbacks_that_see_the_model_b
     class Checkpoint(K.callbacks.ModelCheckpoint):
         pass
 
+    hooked = K.callbacks.ModelCheckpoint(f"{folder}/m.keras")
+    hooked.on_train_batch_end = lambda batch, logs=None: hooked.model.save(f"{folder}/b{batch}.keras")
+
     model = _private_classifier(40)
     for cb, reads in (
         (callback.callback_for(model), False),
-        (callback.state_guard_for(model), False),
+        (callback.state_guard_for(model, []), False),
         (K.callbacks.History(), False),
         (K.callbacks.ProgbarLogger(), False),
         (K.callbacks.ModelCheckpoint(f"{folder}/m.keras"), False),
@@ -485,6 +489,7 @@ def case_the_state_guard_zeroes_per_step_only_for_callbacks_that_see_the_model_b
         (EpochOnly(), False),
         (K.callbacks.ModelCheckpoint(f"{folder}/m.keras", save_freq=3), True),
         (Checkpoint(f"{folder}/m.keras"), True),
+        (hooked, True),
         (K.callbacks.BackupAndRestore(folder), True),
         (K.callbacks.TensorBoard(folder), True),
         (K.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: None), True),
