@@ -969,34 +969,47 @@ def case_onednn_reduced_precision_math_is_refused():
 def case_one_position_norms_and_bounds_share_their_squares():
     """T = 1: the computed squared norm |a|^2 |g|^2 and its bound come from the same float32 block sums of squares
     (`roundoff.squares_and_bounds`, one pass per side), for rows of 784 (blocks of 56), 67 (prime: blocks of one),
-    10 and 1200 values, ordinary, underflowing, overflowing float32 or mixed: the bound is at least the exact
-    ||a^T g||^2 = |a|^2 |g|^2 (Fractions) and, where every value is at least 2^-40, within (1 + 2 gamma_65)^2 of it
-    (inf only where the unit overflows); the computed norm is within 1e-5 of the exact one, and inf exactly where a
-    side's float32 sum or the product overflows (the unit is dropped)."""
+    10 and 1200 values: first rows of (1 + 2^-12) 2^k, each square a tie rounded down by half an ulp (every float32
+    sum lies below the exact one by about u: only gamma_{k+1} covers it), then ordinary, underflowing, overflowing
+    float32, mixed and non-finite rows. The bound is at least the exact ||a^T g||^2 = |a|^2 |g|^2 (Fractions), the
+    Dense bias's (`OutputRows`) at least |g|^2, both, where every value is at least 2^-40, within (1 + 2 gamma_65)
+    per side of it (inf only where the unit overflows); the computed norm is within 1e-5 of the exact one, and inf
+    exactly where a side's float32 sum or the product overflows; a row holding inf or NaN has neither a finite
+    norm nor a finite bound (the unit is dropped)."""
     rng = np.random.default_rng(12)
-    loosest = (1 + Fraction(roundoff.gamma(roundoff.BLOCK + 1, tf.float32)) * 2) ** 2
+    loosest = 1 + Fraction(roundoff.gamma(roundoff.BLOCK + 1, tf.float32)) * 2
     for d_in, d_out in ((784, 512), (67, 10), (1200, 10)):
         sides = []
         for width in (d_in, d_out):
+            signs = np.where(rng.random((2, 1, width)) < 0.5, -1.0, 1.0)
+            halfway = (1 + 2.0**-12) * 2.0 ** rng.integers(-20, 20, (2, 1, 1)) * signs
             ordinary = rng.normal(size=(4, 1, width)) * 10 ** rng.uniform(-3, 3, (4, 1, 1))
             small = 2.0**-63 * 10 ** rng.uniform(-3, -0.1, (4, 1, width))
             big = 2.0**70 * 10 ** rng.uniform(0, 1, (4, 1, width))
             mixed = np.where(rng.random((4, 1, width)) < 0.5, small, ordinary)
             mixed[0, 0, 0] = big[0, 0, 0]
-            sides.append(np.concatenate([ordinary, small, big, mixed]).astype(np.float32))
+            not_finite = rng.normal(size=(2, 1, width))
+            not_finite[0, 0, 0], not_finite[1, 0, -1] = np.inf, np.nan
+            sides.append(np.concatenate([halfway, ordinary, small, big, mixed, not_finite]).astype(np.float32))
         a, g = sides
         product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
         assert product._use_ghost()
         computed, bounds = product.squared_norms().numpy(), product.squared_norm_bounds().numpy()
+        bias_bounds = factors.OutputRows(product).squared_norm_bounds().numpy()
         for u in range(len(a)):
+            if not (np.isfinite(a[u]).all() and np.isfinite(g[u]).all()):
+                assert not np.isfinite([computed[u], bounds[u], bias_bounds[u]]).any(), (d_in, u)
+                continue
             exact = [sum((Fraction(float(v)) ** 2 for v in side[u].ravel()), Fraction(0)) for side in (a, g)]
             product_exact = exact[0] * exact[1]
             overflows = max(exact) >= 2**128 or product_exact >= 2**128
             assert np.isinf(computed[u]) == overflows, (d_in, u, computed[u])
             assert np.isfinite(bounds[u]) or overflows, (d_in, u)  # an inf bound drops the unit; so does the norm
-            if np.isfinite(bounds[u]):
-                assert Fraction(float(bounds[u])) >= product_exact, (d_in, u)
-                if (np.abs(a[u]) >= 2.0**-40).all() and (np.abs(g[u]) >= 2.0**-40).all():
-                    assert Fraction(float(bounds[u])) <= product_exact * loosest, (d_in, u)
+            ordinary_values = (np.abs(a[u]) >= 2.0**-40).all() and (np.abs(g[u]) >= 2.0**-40).all()
+            for bound, want, sides_in in ((bounds[u], product_exact, 2), (bias_bounds[u], exact[1], 1)):
+                if np.isfinite(bound):
+                    assert Fraction(float(bound)) >= want, (d_in, u, sides_in)
+                    if ordinary_values:
+                        assert Fraction(float(bound)) <= want * loosest**sides_in, (d_in, u, sides_in)
             if not overflows and product_exact >= 2**-100:
                 assert abs(Fraction(float(computed[u])) / product_exact - 1) < Fraction(1, 10**5), (d_in, u)
