@@ -41,7 +41,7 @@ def dp_train_step(model, private, data):
     x, y, sample_weight = _unpack(data)
     params = private.resolve_params(model.optimizer)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    checks = [*checks, *clipping.checked_rows(_batch_size(x), replicas)]  # the padded batch, before leave_out
+    checks = [*checks, *clipping.checked_positions((_batch_size(x),))]  # the padded batch, before leave_out
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
     leave_out = (
