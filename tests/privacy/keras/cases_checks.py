@@ -964,3 +964,26 @@ def case_a_layer_summing_more_positions_than_the_clip_bound_covers_is_refused():
         assert "a DP-SGD step sums more than 8388608 ids" in str(err), str(err)
     else:
         raise AssertionError("a dynamic sum over 2^23 + 1 terms ran")
+
+
+def case_an_expected_batch_below_one_on_several_replicas_is_refused():
+    """B < 1 multiplies the noisy sums by 2^k (1 / B = m 2^k, m <= 1): on one replica a function of the released sum;
+    on several, every replica's part (noiseless but on replica 0) would be multiplied before the replicas' sum, where
+    a huge record could overflow its replica's part and its neighbour not: refused, naming expected_batch_size; the
+    same step on one replica, and B = 1 on two, run."""
+    from privacy.keras import layer_rules, recording
+    from privacy.keras.params import DPParams
+    from privacy.keras.train_step import released_sums
+
+    model = K.Sequential([K.Input((4,)), L.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    units = recording.find_units(model, layer_rules.rule_for)
+    x, y, w = tf.ones((3, 4)), tf.ones((3, 2)), tf.ones((3,))
+
+    def release(batch, replicas):
+        params, noise = DPParams(1.0, 0.0), GaussianNoise(seed=1)  # sigma 0: no draw
+        return released_sums(model, units, x, y, w, params, noise, expected_batch_size=batch, replicas=replicas)
+
+    _raises(lambda: release(0.5, 2), "expected_batch_size=0.5 is below 1 on 2 replicas", "2^1 ")
+    for batch, replicas in ((0.5, 1), (1.0, 2)):
+        assert all(np.all(np.isfinite(g)) for g in release(batch, replicas)[1]), (batch, replicas)
