@@ -189,9 +189,10 @@ def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: 
 
 
 MAX_STEP_POSITIONS = 2**23
-"""Most positions one sum of a DP-SGD step runs over (clipping units times a layer's positions per unit, all replicas
-together), as `max_l2_norm_clip` assumes: the step refuses a batch of more rows (`check_step_rows`); the positions per
-row (a sequence's length, a convolution's output positions) are the model's and are not checked."""
+"""Most terms one sum of a DP-SGD step adds (all replicas together), as `max_l2_norm_clip` assumes: the clipping units,
+times a layer's positions per unit where its clipped sum runs over them (a ghost-norm matmul, an embedding's rows);
+the step refuses a batch of more rows and a layer's clipped sum over more rows times positions, when traced or, for
+sizes known only then, when it runs (`check_step_positions`)."""
 UNIT_MAGNITUDE = 2**13
 """Bound, in m C, on the sum of the magnitudes of one clipping unit's scaled terms in the clipped sum (the products
 a_t (s g_t) over a layer's positions, an embedding's scaled rows, a materialised gradient's scaled entries), which can
@@ -208,8 +209,9 @@ def max_l2_norm_clip() -> float:
     `folded_multiplier`), a sum over at most N = `MAX_STEP_POSITIONS` positions of at most N units rounds, in any order
     (fused multiply-adds too), each partial sum within (1 + u)^(N + 1) <= 1 / (1 - (N + 1) u) of its terms' magnitudes
     (Higham, Sec. 3.1), and the noise adds a draw of at most R' (1 + eps)^2 sigma C (1 + SLACK) m (`noise_scale_range`)
-    for sigma up to `NOISE_MULTIPLIER_RANGE`'s 1e6; its addition cannot overflow while the exact sum is within
-    float32's max. So C is the largest float with
+    for sigma up to `NOISE_MULTIPLIER_RANGE`'s 1e6 (its addition, and on several replicas the replicas' sum after it,
+    round it too: within the terms' bound's slack, since units whose terms can cancel have T >= 2 positions, so at
+    most N / 2 of them, and one position's term is within (1 + SLACK)(1 + u) m C). So C is the largest float with
 
         C (N UNIT_MAGNITUDE / (1 - (N + 1) u) + R' (1 + eps)^2 1e6 (1 + SLACK)) <= max,
 
@@ -242,18 +244,18 @@ def check_l2_norm_clip(l2_norm_clip, *, error=ValueError) -> None:
         )
 
 
-def check_step_rows(rows: int, *, error=ValueError) -> None:
-    """Refuses a DP-SGD step over more than `MAX_STEP_POSITIONS` batch ``rows`` (all replicas together), which
-    `max_l2_norm_clip` does not cover.
+def check_step_positions(positions: int, what: str = "batch rows", *, error=ValueError) -> None:
+    """Refuses a DP-SGD sum over more than `MAX_STEP_POSITIONS` ``positions`` (``what`` they are: a batch's rows, a
+    layer's rows times positions; all replicas together), which `max_l2_norm_clip` does not cover.
 
     Raises:
-      ``error``: in one line naming the rows and the limit.
+      ``error``: in one line naming the count and the limit.
     """
-    if rows > MAX_STEP_POSITIONS:
+    if positions > MAX_STEP_POSITIONS:
         raise error(
-            f"a batch of {rows} rows is more than the {MAX_STEP_POSITIONS} a DP-SGD step may sum (beyond, "
-            f"l2_norm_clip's bound, privacy.accounting.noise_cutoff.max_l2_norm_clip, does not keep its sum finite); "
-            f"use smaller batches"
+            f"a DP-SGD step over {positions} {what} (all replicas) is beyond the {MAX_STEP_POSITIONS} that "
+            f"l2_norm_clip's bound (privacy.accounting.noise_cutoff.max_l2_norm_clip) keeps finite in one float32 "
+            f"sum; use smaller batches (or shorter inputs)"
         )
 
 

@@ -22,6 +22,7 @@ one.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import tensorflow as tf
@@ -33,22 +34,20 @@ from privacy.keras.params import SLACK, DPConfigurationError
 from privacy.keras.rounding import cast_down, rounded_down
 
 
-def checked_rows(rows, replicas: int = 1) -> list:
-    """Refuses a step over more than `noise_cutoff.MAX_STEP_POSITIONS` batch rows (``rows`` on each of ``replicas``),
-    beyond the positions `noise_cutoff.max_l2_norm_clip` keeps finite: a static ``rows`` (an int) when traced, a
-    dynamic one (a scalar tensor) by the assertion returned, for the step to run before its update (XLA drops it).
-    Data-independent: the batch is the sampler's padded one, or a caller's of at most its checked size."""
-    if isinstance(rows, int):
-        noise_cutoff.check_step_rows(rows * replicas, error=DPConfigurationError)
+def checked_positions(sizes, what: str = "batch rows") -> list:
+    """Refuses a sum over more than `noise_cutoff.MAX_STEP_POSITIONS` terms, the product of ``sizes`` (ints or scalar
+    tensors: rows, positions) on each replica in sync, beyond what `noise_cutoff.max_l2_norm_clip` keeps finite: when
+    traced where every size is an int, else by the assertion returned, for the step to run before its result is
+    used (XLA drops it). Data-independent: the sizes are the batch's (the sampler's padded one, or a caller's of at
+    most its checked size) and the model's."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if all(isinstance(size, int) for size in sizes):
+        noise_cutoff.check_step_positions(math.prod(sizes) * replicas, what, error=DPConfigurationError)
         return []
     limit = noise_cutoff.MAX_STEP_POSITIONS
-    return [
-        tf.debugging.assert_less_equal(
-            tf.cast(rows, tf.int64) * replicas,
-            tf.constant(limit, tf.int64),
-            message=f"a DP-SGD step's batch has more than {limit} rows (all replicas), beyond l2_norm_clip's bound",
-        )
-    ]
+    count = math.prod((tf.cast(size, tf.int64) for size in sizes), start=tf.constant(replicas, tf.int64))
+    message = f"a DP-SGD step sums more than {limit} {what} (all replicas), beyond l2_norm_clip's bound"
+    return [tf.debugging.assert_less_equal(count, tf.constant(limit, tf.int64), message=message)]
 
 
 def divisors(squared_bounds: list, roundings: list, l2_norm_clip: float, multiplier: float | Fraction = 1.0):
@@ -114,6 +113,10 @@ def clipped_gradient_sum(
     Returns:
       (list of tensors shaped like ``variables``, per-unit gradient norms before clipping as computed (reported),
       per-unit mask of the units kept: finite norm, finite bound and finite loss).
+
+    Raises:
+      DPConfigurationError: where a variable's clipped sum adds more than `noise_cutoff.MAX_STEP_POSITIONS` rows
+        times positions over all replicas (`checked_positions`: when traced, else an assertion before the sums).
     """
     factors = {}
     position = 0
@@ -131,6 +134,12 @@ def clipped_gradient_sum(
             factors[key] = combined(factors[key], factor) if key in factors else factor
     if not factors:
         raise ValueError("no trainable layer of the model was called in the forward pass")
+    names = {id(variable): variable.name for variable in variables}
+    checks = [
+        check
+        for key, factor in factors.items()
+        for check in checked_positions(factor.summed_rows(), f"rows (times positions) in {names.get(key)}'s sum")
+    ]
     norms = tf.sqrt(tf.add_n([f.squared_norms() for f in factors.values()]))
     divisor = divisors(
         [f.squared_norm_bounds() for f in factors.values()],
@@ -153,6 +162,9 @@ def clipped_gradient_sum(
             if dtype not in scales:
                 scales[dtype] = clip_scale(divisor, l2_norm_clip, kept, dtype, multiplier)
             sums.append(tf.cast(factor.kept(kept).clipped_sum(scales[dtype]), variable.dtype))
+    if checks:
+        with tf.control_dependencies(checks):
+            sums = [tf.identity(total) for total in sums]
     return sums, norms, kept
 
 

@@ -12,6 +12,8 @@ describes the gradient of every unit u with respect to one variable and answers 
   subnormals; `roundoff.sum_rounding`, `roundoff.segment_rounding`, `roundoff.scaling_rounding`); a subnormal
   scale_u that a kernel reads as 0 makes the term 0 instead;
 * ``clipped_sum(scale)``: sum_u scale_u * grad_u, shaped like the variable;
+* ``summed_rows()``: the sizes of the axes one entry of ``clipped_sum`` adds over (units, and positions where it
+  sums over them), ints where known at trace time, else scalar tensors (`clipping` refuses too many);
 * ``kept(keep)``: the same with the units where ``keep`` is False set to zero by selection (so that a
   non-finite unit contributes 0, not 0 x inf = NaN) in ``clipped_sum`` and ``materialized``; `OuterProduct` and
   `OutputRows` select lazily, so their ``squared_norms`` after ``kept`` are still every unit's (the clipping takes
@@ -168,6 +170,9 @@ class OuterProduct:
             tf.matmul(tf.reshape(a, [-1, dim(a, 2)]), tf.reshape(g, [-1, dim(g, 2)]), transpose_a=True)
         )
 
+    def summed_rows(self) -> tuple:
+        return (dim(self.a), dim(self.a, 1)) if self._use_ghost() else (dim(self.a),)
+
     def clipped_sides(self, scale):
         """(A, G, scale, whether G is the scaled side) for the clipped sum A^T G over all units' positions: the
         smaller side scaled. Where units are dropped (`kept`), their scale is 0, applied by `scale_rows` (zeros even
@@ -249,6 +254,9 @@ class OutputRows:
         g = tf.reshape(g, [dim(g), -1])
         return tf.reduce_sum(g, 0) if g_scaled else tf.tensordot(scale, g, axes=1)
 
+    def summed_rows(self) -> tuple:
+        return (dim(self.g),)
+
     def materialized(self):
         return tf.reshape(self.kernel._rows(self.g), [dim(self.g), -1])
 
@@ -307,6 +315,9 @@ class FeatureSlice:
     def clipped_sum(self, scale):
         return self.to_variable(self.whole.once("clipped_sum", scale)[self.start : self.stop])
 
+    def summed_rows(self) -> tuple:
+        return self.whole.summed_rows()
+
     def materialized(self):
         return tf.vectorized_map(self.to_variable, self.whole._rows(self.whole.per_unit()[:, self.start : self.stop]))
 
@@ -334,6 +345,9 @@ class PerExample:
 
     def clipped_sum(self, scale):
         return tf.tensordot(scale, self.grads, axes=1)
+
+    def summed_rows(self) -> tuple:
+        return (dim(self.grads),)
 
     def materialized(self):
         return self.grads
@@ -391,6 +405,9 @@ class EmbeddingRows:
     def clipped_sum(self, scale):
         rows = tf.reshape(self.g * scale[:, None, None], [-1, self.g.shape[-1]])
         return tf.math.unsorted_segment_sum(rows, tf.reshape(self.ids, [-1]), self.vocabulary_size)
+
+    def summed_rows(self) -> tuple:
+        return dim(self.g), dim(self.g, 1)
 
     def materialized(self):
         units, rows = dim(self.g), self.vocabulary_size

@@ -175,7 +175,7 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
     finite = tf.math.is_finite(divisor) & tf.math.is_finite(microbatch_losses)
     scale = clipping.clip_scale(divisor, params.l2_norm_clip, finite, jacobians[0].dtype)
     sums = [tf.tensordot(scale, select_rows(finite, j), axes=1) for j in jacobians]
-    with tf.control_dependencies(clipping.checked_rows(dim(loss))):
+    with tf.control_dependencies(clipping.checked_positions((dim(loss),))):
         noisy = noise.add(sums, params.exact_noise_stddev)
     return [(g / tf.cast(count, g.dtype), v) for g, v in zip(noisy, var_list, strict=True)]
 

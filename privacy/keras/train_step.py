@@ -41,7 +41,7 @@ def dp_train_step(model, private, data):
     x, y, sample_weight = _unpack(data)
     params = private.resolve_params(model.optimizer)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    checks = [*checks, *clipping.checked_rows(_batch_size(x), replicas)]  # the padded batch, before leave_out
+    checks = [*checks, *clipping.checked_positions((_batch_size(x),))]  # the padded batch, before leave_out
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
     leave_out = (
@@ -98,8 +98,16 @@ def released_sums(
     """(`clipped_gradient_sum` at the folded multiplier, this replica's part of the step's release (sum_i
     clip_C(g_i) + N(0, (sigma C')^2 I)) / B aligned with ``model.trainable_variables``), B the denominator
     (``params.num_microbatches`` or ``expected_batch_size``), the noise from ``noise`` (a `GaussianNoise`; on
-    replica 0 only). Refuses a B < 1 whose 2^k (`folded_multiplier`) is beyond the gradients' dtype."""
+    replica 0 only). Refuses a B < 1 whose 2^k (`folded_multiplier`) is beyond the gradients' dtype, and any B < 1
+    on several replicas: their noiseless parts would be multiplied by 2^k before the replicas' sum, where an overflow
+    is not a function of the released sum."""
     folded, doublings = folded_multiplier(Fraction(1) / Fraction(params.num_microbatches or expected_batch_size))
+    if doublings and replicas > 1:
+        raise DPConfigurationError(
+            f"expected_batch_size={expected_batch_size!r} is below 1 on {replicas} replicas: the step would multiply "
+            f"each replica's noiseless sum by 2^{doublings} before their sum (an overflow there depends on the data); "
+            f"use an expected batch size of at least 1, or one replica"
+        )
     # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
     # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
     # (sigma C' / B)^2 I), the same noise draws times sigma C' / B (exact rationals: the noise's stddev rounds up in the

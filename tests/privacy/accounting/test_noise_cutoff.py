@@ -18,7 +18,7 @@ from privacy.accounting.noise_cutoff import (
     MAX_STEP_POSITIONS,
     UNIT_MAGNITUDE,
     check_l2_norm_clip,
-    check_step_rows,
+    check_step_positions,
     escape_bound,
     max_l2_norm_clip,
     noise_scale_range,
@@ -379,6 +379,6 @@ def test_the_largest_clip_keeps_a_step_of_the_most_positions_finite_and_the_next
             check_l2_norm_clip(bad)
         message = str(info.value)
         assert message.startswith(f"l2_norm_clip={bad!r} must be at most {largest!r}") and "\n" not in message
-    check_step_rows(2**23)
-    with pytest.raises(ValueError, match=r"a batch of 8388609 rows is more than the 8388608"):
-        check_step_rows(2**23 + 1)
+    check_step_positions(2**23)
+    with pytest.raises(ValueError, match=r"step over 8388609 batch rows \(all replicas\) is beyond the 8388608"):
+        check_step_positions(2**23 + 1)

@@ -912,3 +912,78 @@ def case_a_clip_beyond_the_largest_lets_a_huge_record_overflow_the_noisy_sum_and
     DPKerasAdamOptimizer(l2_norm_clip=largest, noise_multiplier=1e6)
     _raises(lambda: DPKerasAdamOptimizer(l2_norm_clip=above, noise_multiplier=1.0), f"l2_norm_clip={above!r}")
     _raises(lambda: DPParams(above, 0.0), f"must be at most {largest!r}")
+
+
+def case_a_layer_summing_more_positions_than_the_clip_bound_covers_is_refused():
+    """max_l2_norm_clip holds for sums of at most 2^23 terms (all replicas): an embedding's clipped sum adds every
+    row's positions, so a static batch of 2^12 rows of 2^11 + 1 ids is refused when the step is traced, naming the
+    variable and the count, and 2^11 ids pass; a Dense over 2^12 positions per row materialises each row's gradient
+    (T^2 (d_in + d_out) > T d_in d_out) and sums the 2^12 rows alone, so it passes at 2^24 rows times positions. A
+    size known only when the step runs is checked then (tf.debugging assertion). Traced only: nothing is allocated."""
+    from privacy.keras import clipping, layer_rules, recording
+    from privacy.keras.params import DPParams
+    from privacy.keras.train_step import released_sums
+
+    rows = 2**12
+    noise = GaussianNoise(seed=5)
+    noise.build()
+
+    def traced(layer, positions, dtype):
+        inputs = K.Input((positions,), dtype=dtype)
+        model = K.Model(inputs, layer(inputs if dtype == "int32" else inputs[..., None]))
+        model.compile(optimizer="sgd", loss="mse")
+        units = recording.find_units(model, layer_rules.rule_for)
+        params = DPParams(1.0, 1.0)
+        spec = tf.TensorSpec((rows, positions), dtype)
+        y_spec = tf.TensorSpec(model.output.shape[1:], tf.float32)
+        y_spec = tf.TensorSpec((rows, *y_spec.shape), tf.float32)
+
+        def step(x, y, w):
+            return released_sums(model, units, x, y, w, params, noise, expected_batch_size=float(rows))[1]
+
+        signature = [spec, y_spec, tf.TensorSpec((rows,), tf.float32)]
+        tf.function(step, input_signature=signature).get_concrete_function()
+
+    traced(L.Embedding(4, 2), 2**11, "int32")
+    _raises(
+        lambda: traced(L.Embedding(4, 2), 2**11 + 1, "int32"),
+        f"over {rows * (2**11 + 1)} rows (times positions) in ",
+        "beyond the 8388608 that l2_norm_clip's bound",
+    )
+    traced(L.Dense(2), 2**12, "float32")  # materialised: the sum runs over the 2^12 rows
+
+    @tf.function(input_signature=[tf.TensorSpec((), tf.int32)])
+    def dynamic(positions):
+        with tf.control_dependencies(clipping.checked_positions((tf.constant(rows), positions), "ids")):
+            return tf.identity(positions)
+
+    assert int(dynamic(tf.constant(2**11))) == 2**11
+    try:
+        dynamic(tf.constant(2**11 + 1))
+    except tf.errors.InvalidArgumentError as err:
+        assert "a DP-SGD step sums more than 8388608 ids" in str(err), str(err)
+    else:
+        raise AssertionError("a dynamic sum over 2^23 + 1 terms ran")
+
+
+def case_an_expected_batch_below_one_on_several_replicas_is_refused():
+    """B < 1 multiplies the noisy sums by 2^k (1 / B = m 2^k, m <= 1): on one replica a function of the released sum;
+    on several, every replica's part (noiseless but on replica 0) would be multiplied before the replicas' sum, where
+    a huge record could overflow its replica's part and its neighbour not: refused, naming expected_batch_size; the
+    same step on one replica, and B = 1 on two, run."""
+    from privacy.keras import layer_rules, recording
+    from privacy.keras.params import DPParams
+    from privacy.keras.train_step import released_sums
+
+    model = K.Sequential([K.Input((4,)), L.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    units = recording.find_units(model, layer_rules.rule_for)
+    x, y, w = tf.ones((3, 4)), tf.ones((3, 2)), tf.ones((3,))
+
+    def release(batch, replicas):
+        params, noise = DPParams(1.0, 0.0), GaussianNoise(seed=1)  # sigma 0: no draw
+        return released_sums(model, units, x, y, w, params, noise, expected_batch_size=batch, replicas=replicas)
+
+    _raises(lambda: release(0.5, 2), "expected_batch_size=0.5 is below 1 on 2 replicas", "2^1 ")
+    for batch, replicas in ((0.5, 1), (1.0, 2)):
+        assert all(np.all(np.isfinite(g)) for g in release(batch, replicas)[1]), (batch, replicas)
