@@ -47,7 +47,7 @@ def models():
 
 def _build_models():
     rng = np.random.default_rng(0)
-    tf.random.set_seed(0)
+    K.utils.set_random_seed(0)  # Keras 3 seeds a layer's initializers from Python's random when the layer is made
     out = {}
     sequence, ids = K.Input((9, 5)), K.Input((6,), dtype="int32")
     h = L.Dense(4, activation="relu")(sequence)  # Dense over positions: ghost norm with T = 9

@@ -2,8 +2,9 @@
 
 A case is a function ``case_*`` in a ``cases_*.py`` module of this folder, written once against
 ``privacy.keras.compat.default_keras()``. On Keras 3 it runs in the pytest process; on tf-keras all the
-cases of a module run in one fresh interpreter with TF_USE_LEGACY_KERAS=1 (through the suite's
-`python_subprocess` fixture), which reports every case's traceback or success. Modules that must
+cases of a module run in one fresh interpreter with TF_USE_LEGACY_KERAS=1, which reports each case's
+traceback or success as it ends. A case that runs past `CASE_TIMEOUT_S` or ends the interpreter fails
+with its own name, and the module's cases after it run in a fresh interpreter. Modules that must
 configure TensorFlow before it starts (``isolated=True``) run in a fresh interpreter on Keras 3 too.
 """
 
@@ -11,28 +12,106 @@ import ast
 import importlib.util
 import json
 import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 
 import pytest
 
+from tests.conftest import REPO
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FLAVOURS = ("keras3", "tf_keras")
-_MARK = "@@ppml-case-results@@"
+CASE_TIMEOUT_S = 900
+"""Wall-clock seconds one case (or the module's import, before its first case) may take in the fresh interpreter."""
+_START, _END = "@@ppml-case-start@@", "@@ppml-case-end@@"
 _subprocess_results: dict[tuple[str, str], dict[str, str | None]] = {}
 
 _RUNNER = """
 import importlib.util, json, sys, traceback
-spec = importlib.util.spec_from_file_location("cases", {path!r})
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-results = {{}}
-for name in sorted(n for n in dir(module) if n.startswith("case_")):
+names = {names!r}
+try:
+    spec = importlib.util.spec_from_file_location("cases", {path!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+except Exception:
+    error = traceback.format_exc()
+    for name in names:
+        print({end!r} + json.dumps([name, error]), flush=True)
+    sys.exit()
+for name in names:
+    print({start!r} + name, flush=True)
     try:
         getattr(module, name)()
-        results[name] = None
+        error = None
     except Exception:
-        results[name] = traceback.format_exc()
-print({mark!r} + json.dumps(results))
+        error = traceback.format_exc()
+    print({end!r} + json.dumps([name, error]), flush=True)
 """
+
+
+def _run_in_fresh_interpreters(module: str, names: list[str], legacy_keras: bool) -> dict[str, str | None]:
+    """Runs the cases ``names`` of ``cases_<module>.py`` in order in a fresh interpreter: {name: traceback or None}.
+    A case past `CASE_TIMEOUT_S` (or whose interpreter exits) fails with that message, and the cases after it run in
+    another fresh interpreter; if the interpreter ends before its first case, every case left fails with its output."""
+    results: dict[str, str | None] = {}
+    while len(results) < len(names):
+        todo = [name for name in names if name not in results]
+        results.update(_run_until_a_case_fails_to_end(module, todo, legacy_keras))
+    return results
+
+
+def _run_until_a_case_fails_to_end(module: str, names: list[str], legacy_keras: bool) -> dict[str, str | None]:
+    """Runs the cases ``names`` in one fresh interpreter until they all end or one runs past `CASE_TIMEOUT_S` or ends
+    the interpreter: {name: traceback or None} of the cases that ended and of that one (of all left, if it ended
+    between cases)."""
+    code = _RUNNER.format(names=names, path=os.path.join(HERE, f"{module}.py"), start=_START, end=_END)
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1" if legacy_keras else "0")
+    results: dict[str, str | None] = {}
+    current, problem = None, None
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        lines: queue.Queue = queue.Queue()
+
+        def read() -> None:
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + CASE_TIMEOUT_S
+            while len(results) < len(names):
+                try:
+                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    problem = f"timed out: still running after {CASE_TIMEOUT_S} s"
+                    break
+                if line is None:
+                    problem = f"the interpreter exited (code {proc.wait()})"
+                    break
+                if line.startswith(_START):
+                    current, deadline = line[len(_START) :].rstrip("\n"), time.monotonic() + CASE_TIMEOUT_S
+                elif line.startswith(_END):
+                    name, error = json.loads(line[len(_END) :])
+                    results[name], current = error, None
+        finally:
+            proc.kill()
+            proc.wait()
+            reader.join(timeout=10)
+            proc.stdout.close()
+        if problem is not None:
+            stderr.seek(0)
+            message = f"{problem}\n--- stderr (last 8000 characters)\n{stderr.read()[-8000:]}"
+            left = [current] if current is not None else [name for name in names if name not in results]
+            results.update(dict.fromkeys(left, message))
+    return results
 
 
 def case_names(module: str) -> list[str]:
@@ -52,7 +131,7 @@ def load_cases(module: str):
 
 
 @pytest.fixture
-def run_case(python_subprocess):
+def run_case():
     """``run_case(module, case, flavour, isolated=False)`` runs one case on "keras3" or "tf_keras"."""
 
     def run(module: str, case: str, flavour: str, isolated: bool = False) -> None:
@@ -61,10 +140,7 @@ def run_case(python_subprocess):
             return
         key = (module, flavour)
         if key not in _subprocess_results:
-            code = _RUNNER.format(path=os.path.join(HERE, f"{module}.py"), mark=_MARK)
-            proc = python_subprocess(code, legacy_keras=flavour == "tf_keras", timeout=900)
-            line = next(line for line in proc.stdout.splitlines() if line.startswith(_MARK))
-            _subprocess_results[key] = json.loads(line[len(_MARK) :])
+            _subprocess_results[key] = _run_in_fresh_interpreters(module, case_names(module), flavour == "tf_keras")
         results = _subprocess_results[key]
         if case not in results:
             pytest.fail(f"{module}.{case} did not run ({flavour})")
