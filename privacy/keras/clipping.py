@@ -134,7 +134,7 @@ def clipped_gradient_sum(
             factors[key] = combined(factors[key], factor) if key in factors else factor
     if not factors:
         raise ValueError("no trainable layer of the model was called in the forward pass")
-    names = {id(variable): variable.name for variable in variables}
+    names = {id(variable): getattr(variable, "path", variable.name) for variable in variables}  # Keras 3: layer/name
     checks = [
         check
         for key, factor in factors.items()
