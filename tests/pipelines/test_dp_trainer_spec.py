@@ -32,6 +32,7 @@ GOOD = {"private": True, "batch_size": 32, "epochs": 5, "l2_norm_clip": 1.0, "ta
         ({"num_microbatches": 5, "sampling": "fixed"}, "num_microbatches"),
         ({"sampling": "fixed", "accountant": "pld"}, "accountant"),  # PLD has no analysis of fixed-size batches
         ({"batch_size": 2.5}, "batch_size"),
+        ({"batch_size": 2**23 + 1}, "batch_size"),  # more rows than max_l2_norm_clip's bound covers (2^23 accepted)
         ({"epochs": 0}, "epochs"),
         ({"accountant": "prv"}, "accountant"),
         ({"private": "yes"}, "private"),
@@ -43,6 +44,10 @@ def test_bad_settings_name_the_key(change, setting):
         DpTrainingConfig.from_custom_config({**GOOD, **change})
     assert info.value.setting == setting
     assert str(info.value).startswith(f"custom_config[{setting!r}]")
+
+
+def test_the_largest_batch_the_clip_bound_covers_is_accepted():
+    assert DpTrainingConfig.from_custom_config({**GOOD, "batch_size": 2**23}).batch_size == 2**23
 
 
 def test_a_clip_whose_noise_float32_cannot_draw_is_refused_before_any_data():

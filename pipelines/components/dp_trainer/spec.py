@@ -92,7 +92,7 @@ from privacy.accounting import (
     truncation,
 )
 from privacy.accounting.mechanism import noisy_padding_uncovered
-from privacy.accounting.noise_cutoff import check_l2_norm_clip, check_step_noise
+from privacy.accounting.noise_cutoff import check_l2_norm_clip, check_step_noise, check_step_positions
 from privacy.compared import compared
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
@@ -201,11 +201,17 @@ class DpTrainingConfig:
 
     def _check_noise(self) -> None:
         """Refuses, before TFX runs, a ``noise_multiplier`` outside `NOISE_MULTIPLIER_RANGE`, an ``l2_norm_clip`` above
-        `max_l2_norm_clip` (a step's float32 noisy sum could overflow), and one whose step noise float32 cannot draw
-        (`check_step_noise`) at the ``noise_multiplier`` given or, for a ``target_epsilon`` (calibrated once n is
-        known), at any noise multiplier calibration may return (`CALIBRATED_RANGE`)."""
+        `max_l2_norm_clip` (a step's float32 noisy sum could overflow), a ``batch_size`` of more rows than that bound
+        covers (`check_step_positions`; a padded Poisson batch a little above it is refused when the step is traced),
+        and an ``l2_norm_clip`` whose step noise float32 cannot draw (`check_step_noise`) at the ``noise_multiplier``
+        given or, for a ``target_epsilon`` (calibrated once n is known), at any noise multiplier calibration may return
+        (`CALIBRATED_RANGE`)."""
         if not self.private:
             return
+        try:
+            check_step_positions(self.batch_size)
+        except ValueError as err:
+            raise InvalidPrivacySetting("batch_size", str(err)) from None
         try:
             validation.positive("l2_norm_clip", self.l2_norm_clip)
             check_l2_norm_clip(self.l2_norm_clip)
