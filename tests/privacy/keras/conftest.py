@@ -6,6 +6,9 @@ cases of a module run in one fresh interpreter with TF_USE_LEGACY_KERAS=1, which
 traceback or success as it ends. A case that runs past `CASE_TIMEOUT_S` or ends the interpreter fails
 with its own name, and the module's cases after it run in a fresh interpreter. Modules that must
 configure TensorFlow before it starts (``isolated=True``) run in a fresh interpreter on Keras 3 too.
+A case run in a fresh interpreter reports as its duration (pytest's --durations, JUnit's time) its own wall time
+there, the interpreter's start and the module's import charged to the first case it runs, instead of the time the
+pytest process waited (the whole interpreter's run for the module's first case, nothing for the others).
 """
 
 import ast
@@ -29,6 +32,8 @@ CASE_TIMEOUT_S = 900
 """Wall-clock seconds one case (or the module's import, before its first case) may take in the fresh interpreter."""
 _START, _END = "@@ppml-case-start@@", "@@ppml-case-end@@"
 _subprocess_results: dict[tuple[str, str], dict[str, str | None]] = {}
+_subprocess_seconds: dict[tuple[str, str], dict[str, float]] = {}
+_OWN_SECONDS = pytest.StashKey[float]()
 
 _RUNNER = """
 import importlib.util, json, sys, traceback
@@ -53,25 +58,32 @@ for name in names:
 """
 
 
-def _run_in_fresh_interpreters(module: str, names: list[str], legacy_keras: bool) -> dict[str, str | None]:
-    """Runs the cases ``names`` of ``cases_<module>.py`` in order in a fresh interpreter: {name: traceback or None}.
-    A case past `CASE_TIMEOUT_S` (or whose interpreter exits) fails with that message, and the cases after it run in
-    another fresh interpreter; if the interpreter ends before its first case, every case left fails with its output."""
+def _run_in_fresh_interpreters(
+    module: str, names: list[str], legacy_keras: bool
+) -> tuple[dict[str, str | None], dict[str, float]]:
+    """Runs the cases ``names`` of ``cases_<module>.py`` in order in a fresh interpreter: ({name: traceback or None},
+    {name: wall seconds}). A case past `CASE_TIMEOUT_S` (or whose interpreter exits) fails with that message, and the
+    cases after it run in another fresh interpreter; if the interpreter ends before its first case, every case left
+    fails with its output. Each interpreter's start and import count in the seconds of the first case it runs."""
     results: dict[str, str | None] = {}
+    seconds: dict[str, float] = {}
     while len(results) < len(names):
         todo = [name for name in names if name not in results]
-        results.update(_run_until_a_case_fails_to_end(module, todo, legacy_keras))
-    return results
+        results.update(_run_until_a_case_fails_to_end(module, todo, legacy_keras, seconds))
+    return results, seconds
 
 
-def _run_until_a_case_fails_to_end(module: str, names: list[str], legacy_keras: bool) -> dict[str, str | None]:
+def _run_until_a_case_fails_to_end(
+    module: str, names: list[str], legacy_keras: bool, seconds: dict[str, float]
+) -> dict[str, str | None]:
     """Runs the cases ``names`` in one fresh interpreter until they all end or one runs past `CASE_TIMEOUT_S` or ends
     the interpreter: {name: traceback or None} of the cases that ended and of that one (of all left, if it ended
-    between cases)."""
+    between cases). Adds each case's wall seconds to ``seconds``, the interpreter's start to its first case's."""
     code = _RUNNER.format(names=names, path=os.path.join(HERE, f"{module}.py"), start=_START, end=_END)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1" if legacy_keras else "0")
     results: dict[str, str | None] = {}
     current, problem = None, None
+    since = time.monotonic()  # the interpreter's start, then the end of the last case
     with tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
@@ -101,6 +113,8 @@ def _run_until_a_case_fails_to_end(module: str, names: list[str], legacy_keras: 
                 elif line.startswith(_END):
                     name, error = json.loads(line[len(_END) :])
                     results[name], current = error, None
+                    now = time.monotonic()
+                    seconds[name], since = seconds.get(name, 0.0) + now - since, now
         finally:
             proc.kill()
             proc.wait()
@@ -111,6 +125,7 @@ def _run_until_a_case_fails_to_end(module: str, names: list[str], legacy_keras: 
             message = f"{problem}\n--- stderr (last 8000 characters)\n{stderr.read()[-8000:]}"
             left = [current] if current is not None else [name for name in names if name not in results]
             results.update(dict.fromkeys(left, message))
+            seconds[left[0]] = seconds.get(left[0], 0.0) + time.monotonic() - since
     return results
 
 
@@ -131,7 +146,7 @@ def load_cases(module: str):
 
 
 @pytest.fixture
-def run_case():
+def run_case(request):
     """``run_case(module, case, flavour, isolated=False)`` runs one case on "keras3" or "tf_keras"."""
 
     def run(module: str, case: str, flavour: str, isolated: bool = False) -> None:
@@ -140,7 +155,10 @@ def run_case():
             return
         key = (module, flavour)
         if key not in _subprocess_results:
-            _subprocess_results[key] = _run_in_fresh_interpreters(module, case_names(module), flavour == "tf_keras")
+            _subprocess_results[key], _subprocess_seconds[key] = _run_in_fresh_interpreters(
+                module, case_names(module), flavour == "tf_keras"
+            )
+        request.node.stash[_OWN_SECONDS] = _subprocess_seconds[key].get(case, 0.0)
         results = _subprocess_results[key]
         if case not in results:
             pytest.fail(f"{module}.{case} did not run ({flavour})")
@@ -148,3 +166,12 @@ def run_case():
             pytest.fail(f"in a fresh interpreter ({flavour}):\n{results[case]}", pytrace=False)
 
     return run
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A case run in a fresh interpreter reports its own seconds there as its call's duration (module docstring)."""
+    report = yield
+    if call.when == "call" and _OWN_SECONDS in item.stash:
+        report.duration = item.stash[_OWN_SECONDS]
+    return report
