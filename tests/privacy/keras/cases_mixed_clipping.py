@@ -156,6 +156,10 @@ def _model(shape, dtype, layer):
 
 
 def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
+    """Every layer of `_cases` clips as the naive per-example clipping does and takes the branch its name says; and
+    its cost model decides alike with the batch size unknown at trace time (as `fit` traces the step): the branches
+    (positions, ghost norms or materialised gradients, space-to-depth patches) traced without XLA for a batch of
+    unknown size are those taken for the batch of `BATCH` (the positions T stay static: `layer_rules._positions`)."""
     rng = np.random.default_rng(1)
     for name, shape, dtype, layer, with_xla in _cases():
         model = _model(shape, dtype, layer)
@@ -165,33 +169,23 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
         x, y = tf.constant(x), tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
         units = recording.find_units(model, layer_rules.rule_for)
         assert units[0].rule.is_fallback == ("fallback" in name), name
-        for jit_compile, decisions in _clips_like_naive(model, x, y, with_xla, f"{name}, ").items():
+        decided = _clips_like_naive(model, x, y, with_xla, f"{name}, ")
+        for jit_compile, decisions in decided.items():
             if "ghost" in name:  # the layer's (T > 1 positions; the output Dense has one)
                 assert (True, True) in decisions, (name, decisions)
             if "per-example" in name or ("offsets" in name and jit_compile):  # XLA: patches, materialised
                 assert (True, False) in decisions, (name, decisions)
             assert ("offsets" in decisions) == ("offsets" in name and not jit_compile), (name, jit_compile, decisions)
             assert ("space-to-depth" in decisions) == ("space-to-depth" in name), (name, jit_compile, decisions)
-
-
-def case_cost_model_decides_alike_with_the_batch_size_unknown_at_trace_time():
-    """`fit` traces the step with the batch size unknown: every layer of `_cases` takes the branches (positions,
-    ghost norms or materialised gradients, space-to-depth patches) that it takes with the batch size known (the
-    positions T stay static: `layer_rules._positions`)."""
-    for name, shape, dtype, layer, _ in _cases():
-        model = _model(shape, dtype, layer)
-        units = recording.find_units(model, layer_rules.rule_for)
-        decided = {}
-        for batch in (BATCH, None):
-            step = tf.function(
-                lambda x, y, w: clipped_gradient_sum(
-                    model, units, x, y, w, DPParams(1.0, 0.0, None), expected_batch_size=BATCH
-                ),
-                autograph=False,
-            )
-            specs = [tf.TensorSpec([batch, *shape], dtype), tf.TensorSpec([batch, 2]), tf.TensorSpec([batch])]
-            _, decided[batch] = _traced(step.get_concrete_function, *specs)
-        assert decided[None] == decided[BATCH], (name, decided)
+        step = tf.function(
+            lambda x, y, w: clipped_gradient_sum(
+                model, units, x, y, w, DPParams(1.0, 0.0, None), expected_batch_size=BATCH
+            ),
+            autograph=False,
+        )
+        specs = [tf.TensorSpec([None, *shape], dtype), tf.TensorSpec([None, 2]), tf.TensorSpec([None])]
+        unknown = _traced(step.get_concrete_function, *specs)[1]
+        assert unknown == decided[False], f"{name}: batch size unknown at trace time {unknown}, known {decided[False]}"
 
 
 def _clips_like_naive(model, x, y, xla: bool, label: str = "", signature=None, naive=None) -> dict:
