@@ -10,7 +10,7 @@ exception: the recurrent layers that take the vectorized fallback (SimpleRNN), w
 through the RNN loop fail to trace under XLA here on both flavours (tf2xla: UnimplementedError), are checked without
 XLA; `fit` with XLA is checked against `fit` without it instead (it trains such a model without XLA). The LSTM's and
 GRU's rules run their own loop, which compiles (tests/privacy/keras/cases_recurrent.py). The reference clips
-`tf.GradientTape.jacobian`'s per-example gradients one by one, never going through the layer rules.
+each example's own gradient (a batch of one) one by one, never going through the layer rules.
 """
 
 import warnings
@@ -92,12 +92,16 @@ def _cases():
 
 
 def _naive_per_example(model, x, y):
-    """The naive reference's per-example gradients, by `tf.GradientTape.jacobian`: one (examples, size) array per
-    trainable variable, and each example's L2 norm over all of them (float64)."""
-    with tf.GradientTape() as tape:
-        losses = per_example_loss(model, y, model(x, training=True))
-    jacobians = tape.jacobian(losses, model.trainable_variables)
-    per_example = [np.reshape(j.numpy(), (j.shape[0], -1)) for j in jacobians]
+    """The naive reference's per-example gradients, each example's alone (a batch of one, eager
+    `tf.GradientTape.gradient`): one (examples, size) array per trainable variable, and each example's L2 norm over
+    all of them (float64)."""
+    rows = []
+    for i in range(int(y.shape[0])):
+        xi = [t[i : i + 1] for t in x] if isinstance(x, list) else x[i : i + 1]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(per_example_loss(model, y[i : i + 1], model(xi, training=True)))
+        rows.append([np.ravel(tf.convert_to_tensor(g).numpy()) for g in tape.gradient(loss, model.trainable_variables)])
+    per_example = [np.stack(g) for g in zip(*rows, strict=True)]
     return per_example, np.sqrt(sum(np.sum(g.astype(np.float64) ** 2, axis=1) for g in per_example))
 
 
