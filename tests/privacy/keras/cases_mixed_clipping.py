@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from privacy.keras import compat, factors, layer_rules, make_private, recording
 from privacy.keras.params import DPParams
-from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
+from privacy.keras.train_step import clipped_gradient_sum
 
 K = compat.default_keras()
 L = K.layers
@@ -93,13 +93,14 @@ def _cases():
 
 def _naive_per_example(model, x, y):
     """The naive reference's per-example gradients, each example's alone (a batch of one, eager
-    `tf.GradientTape.gradient`): one (examples, size) array per trainable variable, and each example's L2 norm over
+    `tf.GradientTape.gradient` of its mean squared error, the loss every model here is compiled with, written out
+    rather than taken from ppml): one (examples, size) array per trainable variable, and each example's L2 norm over
     all of them (float64)."""
     rows = []
     for i in range(int(y.shape[0])):
         xi = [t[i : i + 1] for t in x] if isinstance(x, list) else x[i : i + 1]
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(per_example_loss(model, y[i : i + 1], model(xi, training=True)))
+            loss = tf.reduce_mean(tf.square(model(xi, training=True) - y[i : i + 1]))
         rows.append([np.ravel(tf.convert_to_tensor(g).numpy()) for g in tape.gradient(loss, model.trainable_variables)])
     per_example = [np.stack(g) for g in zip(*rows, strict=True)]
     return per_example, np.sqrt(sum(np.sum(g.astype(np.float64) ** 2, axis=1) for g in per_example))
