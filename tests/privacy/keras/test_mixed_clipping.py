@@ -4,7 +4,7 @@ import pytest
 
 from .conftest import FLAVOURS, case_names
 
-pytestmark = pytest.mark.slow  # about 2 minutes per flavour on 2 loaded cores
+pytestmark = pytest.mark.slow  # about 300 s CPU per flavour (s37, 2 loaded cores)
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
