@@ -507,7 +507,7 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
         result[f"epsilon_{kind.value}"] = eps
     if all(result[f"noise_multiplier_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):  # no answer at all
         if out_of_reach:
-            raise _bad(_NOISY_PADDING, str(out_of_reach[-1]))
+            raise _bad(_NOISY_PADDING, "; ".join(dict.fromkeys(str(err) for err in out_of_reach)))
         raise _bad("--accountant", "; ".join(result["unavailable"].values()))
     if as_json:
         _emit_json(result)
@@ -561,6 +561,7 @@ def epochs(target_epsilon, as_json, accountant, delta, sigma_c, **options):
     result = _config_dict(mechanism, delta, target_epsilon)
     result["noise_multiplier"] = mechanism.noise_multiplier
     result["effective_noise_multiplier"] = mechanism.effective_noise_multiplier
+    refused = []  # ClampDeltaError: as in `noise`, a row's; exit 2 only where no row answers
     for kind in _ACCOUNTANTS[accountant]:
         try:
             whole_epochs, steps = max_epochs(
@@ -581,7 +582,12 @@ def epochs(target_epsilon, as_json, accountant, delta, sigma_c, **options):
             try:
                 _clamp_deltas(result, mechanism, kind, steps, 0.0 if steps == 0 else spent)
             except noisy_padding.ClampDeltaError as err:
-                raise _bad(_NOISY_PADDING, str(err)) from None
+                for key in ("epochs", "steps", "epsilon", "clamp_delta", "guarantee_delta"):
+                    result[f"{key}_{kind.value}"] = None
+                result.setdefault("unavailable", {})[kind.value] = str(err)
+                refused.append(err)
+    if refused and all(result[f"epochs_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):
+        raise _bad(_NOISY_PADDING, "; ".join(dict.fromkeys(str(err) for err in refused)))
     if as_json:
         _emit_json(result)
         return

@@ -254,3 +254,32 @@ def test_with_both_accountants_a_row_whose_clamp_is_refused_says_why_and_the_oth
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'"), error
     assert "noisy padding's clamp adds delta" in error and "Traceback" not in result.output
+
+
+def test_epochs_with_both_accountants_a_row_whose_clamp_is_refused_says_why_and_the_other_answers(monkeypatch):
+    """As in `noise`: the clamp's refusal is the row's (its steps, epsilon and deltas None, `unavailable` says why)
+    and the other row answers (exit 0; it exited 2 on the first refusal); with a share below both rows', exit 2
+    naming --batch-size-noise-multiplier, each distinct reason once."""
+    args = ["--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--noise-multiplier", str(SIGMA)]
+    args += PADDED
+    first = json.loads(invoke("epochs", *args).output)
+    shares = {kind: clamp(first[f"steps_{kind}"], first[f"epsilon_{kind}"]) / DELTA for kind in ("rdp", "pld")}
+    refused, kept = sorted(shares, key=shares.get, reverse=True)
+    assert shares[refused] > shares[kept]
+    monkeypatch.setattr(noisy_padding, "MAX_CLAMP_SHARE", (shares[refused] + shares[kept]) / 2)
+    result = invoke("epochs", *args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    for key in ("epochs", "steps", "epsilon", "clamp_delta", "guarantee_delta"):
+        assert data[f"{key}_{refused}"] is None, key
+    assert "noisy padding's clamp adds delta" in data["unavailable"][refused] and kept not in data["unavailable"]
+    assert data[f"steps_{kept}"] == first[f"steps_{kept}"]
+    assert_deltas(data, kept, data[f"steps_{kept}"])
+    text = invoke("epochs", *args[:-1])
+    assert text.exit_code == 0 and f"{refused.upper():<11} {'n/a':>8}  noisy padding's clamp" in text.output
+    monkeypatch.setattr(noisy_padding, "MAX_CLAMP_SHARE", shares[kept] / 2)
+    result = invoke("epochs", *args[:-1])
+    assert result.exit_code == 2, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'"), error
+    assert error.count("noisy padding's clamp adds delta") == 2 and "Traceback" not in result.output
