@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import types
 from typing import Any
 
 import tensorflow as tf
@@ -171,9 +172,10 @@ def recording(units):
 
 def _is_class_call(layer, call) -> bool:
     """Whether ``call``, set on ``layer`` itself, is only its class's `call` bound to it: tf-keras leaves one on every
-    layer after `tf.saved_model.save` (restoring what it wrapped). Any other instance-level `call` (ours, in a nested
-    recording or for a layer in two units; a caller's) is left alone, and a call it makes is not recorded."""
-    return getattr(call, "__self__", None) is layer and getattr(call, "__func__", None) is type(layer).call
+    layer after `tf.saved_model.save` (restoring what it wrapped). A bound method exactly: a proxy passes on
+    ``__self__`` and ``__func__`` (wrapt's, which TensorFlow installs). Any other instance-level `call` (ours, in a
+    nested recording or for a layer in two units; a caller's) is left alone, and a call it makes is not recorded."""
+    return type(call) is types.MethodType and call.__self__ is layer and call.__func__ is type(layer).call
 
 
 def _require_watcher() -> None:

@@ -45,3 +45,36 @@ def case_a_model_saved_before_its_first_step_trains_as_one_never_saved():
         saved_initial, saved = _trained_weights(save)
         for a, b in zip(initial + unsaved, saved_initial + saved, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def case_a_callers_proxy_of_the_class_call_is_not_taken_for_it():
+    """A caller's wrapper set as a layer's own `call` changes what the model computes; wrapt's proxy (TensorFlow
+    installs wrapt) passes on the bound method's ``__self__`` and ``__func__``. The recorder must not replace it with
+    the class's call (training a model other than the one the caller calls): the fit is refused, as for any wrapper.
+    The class's call bound on the layer itself (what tf-keras's saving leaves) is still taken for it."""
+    import types
+
+    import wrapt
+
+    from privacy.keras import DPConfigurationError, recording
+
+    @wrapt.decorator
+    def doubled(wrapped, instance, args, kwargs):
+        return 2.0 * wrapped(*args, **kwargs)
+
+    dense = L.Dense(2)
+    model = K.Sequential([K.Input((4,)), dense])
+    dense.call = doubled(dense.call)
+    x = np.ones((8, 4), "float32")
+    np.testing.assert_allclose(model(x).numpy(), 2.0 * (x @ dense.kernel.numpy() + dense.bias.numpy()), rtol=1e-6)
+    assert dense.call.__self__ is dense and dense.call.__func__ is type(dense).call
+    assert not recording._is_class_call(dense, vars(dense)["call"])
+    assert recording._is_class_call(dense, types.MethodType(type(dense).call, dense))
+    model.compile(optimizer=K.optimizers.SGD(0.5), loss="mse")
+    make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=8, dataset_size=8, seed=3)
+    try:
+        model.fit(x, np.zeros((8, 2), "float32"), epochs=1, verbose=0)
+    except DPConfigurationError as err:
+        assert "outside the layer that owns them" in str(err), str(err)
+    else:
+        raise AssertionError("a fit recorded the class's call in place of the caller's wrapper")
