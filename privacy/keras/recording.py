@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import types
 from typing import Any
 
 import tensorflow as tf
@@ -26,6 +27,7 @@ except ImportError as err:
         f"{tf.__version__} does not have; install the TensorFlow that setup.cfg pins"
     ) from err
 
+_NONE = object()  # no instance-level `call`
 _ACTIVE = threading.local()  # .records: the Records being filled in this thread, or None
 _WATCHER_SEES_READS: list[bool] = []  # [True] once `_require_watcher` has seen the watcher note a read
 
@@ -150,18 +152,30 @@ def recording(units):
     records = Records()
     previous = getattr(_ACTIVE, "records", None)
     _ACTIVE.records = records
-    patched = []
+    patched = []  # (layer, the instance-level `call` it had, or _NONE)
     try:
         for unit in units:
-            if "call" not in vars(unit.layer):
+            own = vars(unit.layer).get("call", _NONE)
+            if own is _NONE or _is_class_call(unit.layer, own):
                 object.__setattr__(unit.layer, "call", _wrapper(unit))
-                patched.append(unit.layer)
+                patched.append((unit.layer, own))
         with records.outside:
             yield records
     finally:
-        for layer in patched:
-            object.__delattr__(layer, "call")
+        for layer, own in patched:
+            if own is _NONE:
+                object.__delattr__(layer, "call")
+            else:
+                object.__setattr__(layer, "call", own)
         _ACTIVE.records = previous
+
+
+def _is_class_call(layer, call) -> bool:
+    """Whether ``call``, set on ``layer`` itself, is only its class's `call` bound to it: tf-keras leaves one on every
+    layer after `tf.saved_model.save` (restoring what it wrapped). A bound method exactly: a proxy passes on
+    ``__self__`` and ``__func__`` (wrapt's, which TensorFlow installs). Any other instance-level `call` (ours, in a
+    nested recording or for a layer in two units; a caller's) is left alone, and a call it makes is not recorded."""
+    return type(call) is types.MethodType and call.__self__ is layer and call.__func__ is type(layer).call
 
 
 def _require_watcher() -> None:
