@@ -192,7 +192,8 @@ MAX_STEP_POSITIONS = 2**23
 """Most terms one sum of a DP-SGD step adds (all replicas together), as `max_l2_norm_clip` assumes: the clipping units,
 times a layer's positions per unit where its clipped sum runs over them (a ghost-norm matmul, an embedding's rows);
 the step refuses a batch of more rows and a layer's clipped sum over more rows times positions, when traced or, for
-sizes known only then, when it runs (`check_step_positions`)."""
+sizes known only then, when it runs or (under XLA) is compiled for them (`check_step_positions`,
+`privacy.keras.clipping.checked_positions`)."""
 UNIT_MAGNITUDE = 2**13
 """Bound, in m C, on the sum of the magnitudes of one clipping unit's scaled terms in the clipped sum (the products
 a_t (s g_t) over a layer's positions, an embedding's scaled rows, a materialised gradient's scaled entries), which can

@@ -23,12 +23,13 @@ one.
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 
 import tensorflow as tf
 
 from privacy.accounting import noise_cutoff
-from privacy.keras import roundoff
+from privacy.keras import compat, roundoff
 from privacy.keras.factors import combined
 from privacy.keras.params import SLACK, DPConfigurationError
 from privacy.keras.rounding import cast_down, rounded_down
@@ -37,9 +38,14 @@ from privacy.keras.rounding import cast_down, rounded_down
 def checked_positions(sizes, what: str = "batch rows") -> list:
     """Refuses a sum over more than `noise_cutoff.MAX_STEP_POSITIONS` terms, the product of ``sizes`` (ints or scalar
     tensors: rows, positions) on each replica in sync, beyond what `noise_cutoff.max_l2_norm_clip` keeps finite: when
-    traced where every size is an int, else by the assertion returned, for the step to run before its result is
-    used (XLA drops it). Data-independent: the sizes are the batch's (the sampler's padded one, or a caller's of at
-    most its checked size) and the model's."""
+    traced where every size is an int; else by the check returned, on which the step's result must depend. Outside
+    XLA an assertion, which fails when the step runs. XLA drops assertions but compiles each shape before it runs
+    it, so there the check is a guard (`tf.ensure_shape` to [0] of a tensor of shape [count] beyond the limit, [0]
+    within): compiling a step of too many terms fails (InvalidArgumentError naming the limit, what is summed and the
+    count) before it runs, and a step within compiles without it. Refusing every size unknown when traced would break
+    the ``jit_compile`` fits Keras runs with varying sizes (a dataset's smaller last batch, a sequence length left
+    None). Data-independent: the sizes are the batch's (the sampler's padded one, or a caller's of at most its checked
+    size) and the model's."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     if all(isinstance(size, int) for size in sizes):
         noise_cutoff.check_step_positions(math.prod(sizes) * replicas, what, error=DPConfigurationError)
@@ -47,6 +53,10 @@ def checked_positions(sizes, what: str = "batch rows") -> list:
     limit = noise_cutoff.MAX_STEP_POSITIONS
     count = math.prod((tf.cast(size, tf.int64) for size in sizes), start=tf.constant(replicas, tf.int64))
     message = f"a DP-SGD step sums more than {limit} {what} (all replicas), beyond l2_norm_clip's bound"
+    if compat.in_xla_context():
+        over = tf.where(count <= limit, tf.constant(0, tf.int64), count)
+        name = re.sub(r"[^A-Za-z0-9.\-/]+", "_", message.replace("'s ", " "))  # an op's name: the message's words
+        return [tf.ensure_shape(tf.ones(tf.reshape(over, [1]), tf.int8, name=name), [0])]
     return [tf.debugging.assert_less_equal(count, tf.constant(limit, tf.int64), message=message)]
 
 
@@ -116,7 +126,8 @@ def clipped_gradient_sum(
 
     Raises:
       DPConfigurationError: where a variable's clipped sum adds more than `noise_cutoff.MAX_STEP_POSITIONS` rows
-        times positions over all replicas (`checked_positions`: when traced, else an assertion before the sums).
+        times positions over all replicas (`checked_positions`: when traced; else InvalidArgumentError before the
+        sums are used, or under XLA when the step is compiled for the realised sizes).
     """
     factors = {}
     position = 0

@@ -1,0 +1,100 @@
+"""A DP-SGD step's summed sizes known only when XLA compiles it (``jit_compile=True``), run on both Keras flavours.
+
+`max_l2_norm_clip` holds for sums of at most `MAX_STEP_POSITIONS` terms; XLA drops `tf.debugging` assertions, so
+a size left None when the step is traced (a caller's dataset with a smaller last batch, a sequence length left None)
+is checked by a guard XLA keeps (`clipping.checked_positions`). The limit is patched down (to the realised sizes of
+a few rows) so that nothing large is built; the check reads the module's `noise_cutoff.MAX_STEP_POSITIONS` when the
+step is traced, which `_limit` patches.
+"""
+
+import contextlib
+
+import numpy as np
+import tensorflow as tf
+
+from privacy.accounting import noise_cutoff
+from privacy.keras import compat, make_private, private_training
+
+K = compat.default_keras()
+L = K.layers
+
+
+@contextlib.contextmanager
+def _limit(terms: int):
+    saved = noise_cutoff.MAX_STEP_POSITIONS
+    noise_cutoff.MAX_STEP_POSITIONS = terms
+    try:
+        yield
+    finally:
+        noise_cutoff.MAX_STEP_POSITIONS = saved
+
+
+def _fit(model, dataset, *, limit: int, batch: int, n: int):
+    """Fits ``model`` privately for one epoch of ``dataset`` (a caller's shuffled batches of at most ``batch`` of
+    ``n`` examples) with XLA under ``limit``; returns (the weights before, after, the private steps counted)."""
+    K.utils.set_random_seed(0)
+    make_private(
+        model,
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        sampling="shuffle",
+        expected_batch_size=batch,
+        dataset_size=n,
+        seed=0,
+    )
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse", jit_compile=True)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    with _limit(limit):
+        model.fit(dataset, epochs=1, verbose=0)
+    after = [v.numpy() for v in model.trainable_variables]
+    return before, after, private_training(model).steps
+
+
+def _refused(fit, count: int, limit: int, what: str) -> None:
+    """``fit()`` fails when XLA compiles the step, naming the limit, ``what`` is summed and the realised ``count``."""
+    try:
+        fit()
+    except tf.errors.InvalidArgumentError as err:
+        text = str(err)
+        assert f"a_DP-SGD_step_sums_more_than_{limit}_{what}" in text, text[:2000]
+        assert f"[{count}] is not compatible with expected shape [0]" in text, text[:2000]
+    else:
+        raise AssertionError(f"a step over {count} {what or 'terms'} trained under XLA with a limit of {limit}")
+
+
+def _rows_model():
+    return K.Sequential([K.Input((3,)), L.Dense(1)])
+
+
+def case_a_batch_left_none_is_refused_under_xla_beyond_the_limit_and_trains_within():
+    """A caller's dataset of 12 examples in batches of 8 (the last of 4: the batch dimension is None when traced):
+    with the limit at 7 the step over 8 rows is refused when XLA compiles it; at 8 both batches train (2 steps, the
+    weights move and stay finite)."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(12, 3)).astype("float32"), rng.normal(size=(12, 1)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    assert dataset.element_spec[0].shape[0] is None
+    _refused(lambda: _fit(_rows_model(), dataset, limit=7, batch=8, n=12), 8, 7, "")  # the batch's, or the Dense's
+    before, after, steps = _fit(_rows_model(), dataset, limit=8, batch=8, n=12)
+    assert steps == 2 and all(np.all(np.isfinite(w)) for w in after), (steps, after)
+    assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def case_a_sequence_left_none_is_refused_under_xla_beyond_the_limit_and_trains_within():
+    """An embedding's clipped sum runs over rows times ids: 4 rows of a length left None (padded to 5 ids, 20 terms)
+    are refused under XLA with the limit at 19, naming the embedding's variable, and train at 20."""
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 6, size=(4, 5)).astype("int32")
+    y = rng.normal(size=(4, 1)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((ids, y)).padded_batch(4, ([None], [1]), drop_remainder=True)
+    assert dataset.element_spec[0].shape.as_list() == [4, None]
+
+    def model():
+        inputs = K.Input((None,), dtype="int32")
+        hidden = L.GlobalAveragePooling1D()(L.Embedding(6, 2)(inputs))
+        return K.Model(inputs, L.Dense(1)(hidden))
+
+    _refused(lambda: _fit(model(), dataset, limit=19, batch=4, n=4), 20, 19, "rows_times_positions_in_")
+    before, after, steps = _fit(model(), dataset, limit=20, batch=4, n=4)
+    assert steps == 1 and all(np.all(np.isfinite(w)) for w in after), (steps, after)
+    assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
