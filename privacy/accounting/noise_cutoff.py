@@ -171,7 +171,9 @@ def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: 
     expected batch size) is outside float32's `noise_scale_range`. The private step takes float32 and
     float64 weights, and float32's range lies within float64's, so float32's is the one that holds whatever the
     model's dtype (a float64 model is refused between the two ranges too); the first step checks the model's own
-    dtype again (`privacy.keras.noise.checked_scale`).
+    dtype again (`privacy.keras.noise.checked_scale`). Only the lower end (draws flushed to 0) can refuse an
+    ``l2_norm_clip`` within `max_l2_norm_clip`: with sigma <= 1e6 and m <= 1 the standard deviation stays below
+    2.48e33, under float32's upper end (3.6e37); that end is checked all the same.
 
     Raises:
       ``error``: in one line naming ``l2_norm_clip`` (with sigma and B), the standard deviation and the range.
