@@ -106,6 +106,7 @@ def clipped_gradient_sum(
     num_microbatches: int | None = None,
     finite_losses=None,
     multiplier: float | Fraction = 1.0,
+    most_rows: int | None = None,
 ):
     """Sum over clipping units of the gradient clipped to L2 norm ``l2_norm_clip``, times ``multiplier``.
 
@@ -119,6 +120,10 @@ def clipped_gradient_sum(
       finite_losses: per unit, whether its loss is finite (False drops it); default: all are.
       multiplier: a factor folded into each unit's clip factor (the step's 1 / B), so the sums need no pass for it;
         rounded DOWN with it (`clip_scale`), so its rounding never raises a unit's contribution.
+      most_rows: at least the rows of the batch (an int, or a tensor: unused), for the positions check where the
+        units are known only when the step runs: the padded batch's rows where `skip_padding` left its padding out,
+        so that a configuration beyond the limit is refused when the step is traced, as with the padding kept, and
+        not by an assertion at the first realised batch over it.
 
     Returns:
       (list of tensors shaped like ``variables``, per-unit gradient norms before clipping as computed (reported),
@@ -146,11 +151,11 @@ def clipped_gradient_sum(
     if not factors:
         raise ValueError("no trainable layer of the model was called in the forward pass")
     names = {id(variable): getattr(variable, "path", variable.name) for variable in variables}  # Keras 3: layer/name
-    checks = [
-        check
-        for key, factor in factors.items()
-        for check in checked_positions(factor.summed_rows(), f"rows (times positions) in {names.get(key)}'s sum")
-    ]
+    checks = []
+    for key, factor in factors.items():
+        units, *positions = factor.summed_rows()  # units <= rows
+        units = most_rows if isinstance(most_rows, int) and not isinstance(units, int) else units
+        checks += checked_positions((units, *positions), f"rows (times positions) in {names.get(key)}'s sum")
     norms = tf.sqrt(tf.add_n([f.squared_norms() for f in factors.values()]))
     divisor = divisors(
         [f.squared_norm_bounds() for f in factors.values()],

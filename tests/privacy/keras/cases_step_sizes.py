@@ -1,8 +1,9 @@
-"""A DP-SGD step's summed sizes known only when XLA compiles it (``jit_compile=True``), run on both Keras flavours.
+"""A DP-SGD step's summed sizes unknown when it is traced, run on both Keras flavours.
 
 `max_l2_norm_clip` holds for sums of at most `MAX_STEP_POSITIONS` terms; XLA drops `tf.debugging` assertions, so
 a size left None when the step is traced (a caller's dataset with a smaller last batch, a sequence length left None)
-is checked by a guard XLA keeps (`clipping.checked_positions`). The limit is patched down (to the realised sizes of
+is checked by a guard XLA keeps (`clipping.checked_positions`); with ``skip_padding`` the realised batch's rows are
+unknown, and the padded batch's bound them when the step is traced. The limit is patched down (to the realised sizes of
 a few rows) so that nothing large is built; the check reads the module's `noise_cutoff.MAX_STEP_POSITIONS` when the
 step is traced, which `_limit` patches.
 """
@@ -13,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import noise_cutoff
-from privacy.keras import compat, make_private, private_training
+from privacy.keras import DPConfigurationError, compat, make_private, private_training, sampling
 
 K = compat.default_keras()
 L = K.layers
@@ -98,3 +99,40 @@ def case_a_sequence_left_none_is_refused_under_xla_beyond_the_limit_and_trains_w
     before, after, steps = _fit(model(), dataset, limit=20, batch=4, n=4)
     assert steps == 1 and all(np.all(np.isfinite(w)) for w in after), (steps, after)
     assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def case_skip_padding_refuses_a_padded_batch_beyond_the_limit_when_traced_and_trains_within():
+    """With ``skip_padding`` the layers see the realised rows (unknown when traced), at most the padded batch's P
+    (Poisson, 1024 examples, B = 64, P = 115): an embedding over 8 ids sums at most 8 P terms. With the limit at
+    8 P - 1 the fit is refused when the step is traced, before any step, naming the embedding's sum and 8 P, as it is
+    with the padding kept (the realised batches, about 64 rows rounded up to a multiple of 32, stay below it: an
+    assertion on them lets the run start and fail at whichever step first samples over 114 examples); at 8 P the
+    epoch (16 steps) trains."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 6, size=(1024, 8)).astype("int32")
+    y = rng.normal(size=(1024, 1)).astype("float32")
+    padded = sampling.default_max_batch_size(1024, 64)
+    assert padded == 115, padded
+
+    def fit(limit: int, skip_padding: bool):
+        K.utils.set_random_seed(0)
+        inputs = K.Input((8,), dtype="int32")
+        model = K.Model(inputs, L.Dense(1)(L.GlobalAveragePooling1D()(L.Embedding(6, 2)(inputs))))
+        make_private(
+            model, l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=64, seed=0, skip_padding=skip_padding
+        )
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+        with _limit(limit):
+            try:
+                model.fit(ids, y, epochs=1, verbose=0)
+            except DPConfigurationError as err:
+                assert private_training(model).steps == 0, private_training(model).steps
+                return str(err)
+        assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
+        return private_training(model).steps
+
+    for skip_padding in (True, False):
+        message = fit(8 * padded - 1, skip_padding)
+        assert isinstance(message, str), (skip_padding, message)
+        assert f"over {8 * padded} rows (times positions) in " in message and "embedding" in message, message
+    assert fit(8 * padded, True) == 16
