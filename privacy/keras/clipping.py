@@ -44,8 +44,10 @@ def checked_positions(sizes, what: str = "batch rows") -> list:
     within): compiling a step of too many terms fails (InvalidArgumentError naming the limit, what is summed and the
     count) before it runs, and a step within compiles without it. Refusing every size unknown when traced would break
     the ``jit_compile`` fits Keras runs with varying sizes (a dataset's smaller last batch, a sequence length left
-    None). Data-independent: the sizes are the batch's (the sampler's padded one, or a caller's of at most its checked
-    size) and the model's."""
+    None). Data-independent where the sizes are: the batch's rows (the sampler's padded batch, or a caller's of at most
+    its checked size) and the model's positions; a caller's sequence length left None is its batch's longest record's,
+    so there the refusal (visible, never a released non-finite sum) can turn on one record: give such inputs a fixed
+    length."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     if all(isinstance(size, int) for size in sizes):
         noise_cutoff.check_step_positions(math.prod(sizes) * replicas, what, error=DPConfigurationError)
