@@ -44,7 +44,7 @@ def test_one_position_row_norms_are_never_below_the_root_of_their_bound():
 
 
 def test_row_norms_over_several_positions_are_never_below_the_root_of_their_bound():
-    """`roundoff.row_norms` (ghost norms, embeddings): the same for (U, T) rows of 2 to 5 positions."""
+    """`roundoff.row_norms` (ghost norms, embeddings): the same for (U, T) = (60, 5) rows of 33 entries."""
     rng = np.random.default_rng(38)
     values = (rng.normal(size=(60, 5, 33)) * 10 ** rng.uniform(-3, 3, (60, 5, 1))).astype(np.float32)
     norms, bounds = roundoff.row_norms(tf.constant(values)).numpy(), roundoff.last_axis_squares(values).numpy()
