@@ -9,6 +9,7 @@ step is traced, which `_limit` patches.
 """
 
 import contextlib
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -30,9 +31,10 @@ def _limit(terms: int):
         noise_cutoff.MAX_STEP_POSITIONS = saved
 
 
-def _fit(model, dataset, *, limit: int, batch: int, n: int):
+def _fit(model, dataset, *, limit: int, batch: int, n: int, xla: bool):
     """Fits ``model`` privately for one epoch of ``dataset`` (a caller's shuffled batches of at most ``batch`` of
-    ``n`` examples) with XLA under ``limit``; returns (the weights before, after, the private steps counted)."""
+    ``n`` examples), with XLA or not, under ``limit``; returns (the weights before, after, the private steps
+    counted)."""
     K.utils.set_random_seed(0)
     make_private(
         model,
@@ -43,7 +45,7 @@ def _fit(model, dataset, *, limit: int, batch: int, n: int):
         dataset_size=n,
         seed=0,
     )
-    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse", jit_compile=True)
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse", jit_compile=xla)
     before = [v.numpy().copy() for v in model.trainable_variables]
     with _limit(limit):
         model.fit(dataset, epochs=1, verbose=0)
@@ -51,39 +53,48 @@ def _fit(model, dataset, *, limit: int, batch: int, n: int):
     return before, after, private_training(model).steps
 
 
-def _refused(fit, count: int, limit: int, what: str) -> None:
-    """``fit()`` fails when XLA compiles the step, naming the limit, ``what`` is summed and the realised ``count``."""
+def _refused(fit, count: int, limit: int, what: tuple[str, str], xla: bool) -> None:
+    """``fit()`` fails naming the limit, what is summed (``what``: in the assertion's words, in the guard's op name)
+    and the realised ``count``: under XLA when the step is compiled (the guard), else when it runs (the
+    assertion)."""
+    words, op_name = what
     try:
         fit()
     except tf.errors.InvalidArgumentError as err:
         text = str(err)
-        assert f"a_DP-SGD_step_sums_more_than_{limit}_{what}" in text, text[:2000]
-        assert f"[{count}] is not compatible with expected shape [0]" in text, text[:2000]
+        if xla:
+            assert f"a_DP-SGD_step_sums_more_than_{limit}_{op_name}" in text, text[:2000]
+            assert f"[{count}] is not compatible with expected shape [0]" in text, text[:2000]
+        else:
+            assert f"a DP-SGD step sums more than {limit} {words}" in text, text[-2000:]
+            assert f"= ] [{count}]" in text, text[-2000:]
     else:
-        raise AssertionError(f"a step over {count} {what or 'terms'} trained under XLA with a limit of {limit}")
+        raise AssertionError(f"a step over {count} {words or 'terms'} trained (XLA {xla}) with a limit of {limit}")
 
 
 def _rows_model():
     return K.Sequential([K.Input((3,)), L.Dense(1)])
 
 
-def case_a_batch_left_none_is_refused_under_xla_beyond_the_limit_and_trains_within():
+def case_a_batch_left_none_is_refused_beyond_the_limit_and_trains_within_with_and_without_xla():
     """A caller's dataset of 12 examples in batches of 8 (the last of 4: the batch dimension is None when traced):
-    with the limit at 7 the step over 8 rows is refused when XLA compiles it; at 8 both batches train (2 steps, the
-    weights move and stay finite)."""
+    with the limit at 7 the step over 8 rows is refused, when XLA compiles it or, without XLA, when it runs; at 8
+    both batches train (2 steps, the weights move and stay finite)."""
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(12, 3)).astype("float32"), rng.normal(size=(12, 1)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     assert dataset.element_spec[0].shape[0] is None
-    _refused(lambda: _fit(_rows_model(), dataset, limit=7, batch=8, n=12), 8, 7, "")  # the batch's, or the Dense's
-    before, after, steps = _fit(_rows_model(), dataset, limit=8, batch=8, n=12)
-    assert steps == 2 and all(np.all(np.isfinite(w)) for w in after), (steps, after)
-    assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+    for xla in (True, False):
+        fit = functools.partial(_fit, dataset=dataset, batch=8, n=12, xla=xla)
+        _refused(lambda: fit(_rows_model(), limit=7), 8, 7, ("", ""), xla)  # the batch's, or the Dense's
+        before, after, steps = fit(_rows_model(), limit=8)
+        assert steps == 2 and all(np.all(np.isfinite(w)) for w in after), (xla, steps, after)
+        assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True)), xla
 
 
-def case_a_sequence_left_none_is_refused_under_xla_beyond_the_limit_and_trains_within():
+def case_a_sequence_left_none_is_refused_beyond_the_limit_and_trains_within_with_and_without_xla():
     """An embedding's clipped sum runs over rows times ids: 4 rows of a length left None (padded to 5 ids, 20 terms)
-    are refused under XLA with the limit at 19, naming the embedding's variable, and train at 20."""
+    are refused with the limit at 19, with XLA or without, naming the embedding's sum, and train at 20."""
     rng = np.random.default_rng(2)
     ids = rng.integers(0, 6, size=(4, 5)).astype("int32")
     y = rng.normal(size=(4, 1)).astype("float32")
@@ -95,10 +106,13 @@ def case_a_sequence_left_none_is_refused_under_xla_beyond_the_limit_and_trains_w
         hidden = L.GlobalAveragePooling1D()(L.Embedding(6, 2)(inputs))
         return K.Model(inputs, L.Dense(1)(hidden))
 
-    _refused(lambda: _fit(model(), dataset, limit=19, batch=4, n=4), 20, 19, "rows_times_positions_in_")
-    before, after, steps = _fit(model(), dataset, limit=20, batch=4, n=4)
-    assert steps == 1 and all(np.all(np.isfinite(w)) for w in after), (steps, after)
-    assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+    for xla in (True, False):
+        fit = functools.partial(_fit, dataset=dataset, batch=4, n=4, xla=xla)
+        what = ("rows (times positions) in ", "rows_times_positions_in_")
+        _refused(lambda: fit(model(), limit=19), 20, 19, what, xla)
+        before, after, steps = fit(model(), limit=20)
+        assert steps == 1 and all(np.all(np.isfinite(w)) for w in after), (xla, steps, after)
+        assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True)), xla
 
 
 def case_skip_padding_refuses_a_padded_batch_beyond_the_limit_when_traced_and_trains_within():
