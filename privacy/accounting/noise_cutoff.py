@@ -171,7 +171,9 @@ def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: 
     expected batch size) is outside float32's `noise_scale_range`. The private step takes float32 and
     float64 weights, and float32's range lies within float64's, so float32's is the one that holds whatever the
     model's dtype (a float64 model is refused between the two ranges too); the first step checks the model's own
-    dtype again (`privacy.keras.noise.checked_scale`).
+    dtype again (`privacy.keras.noise.checked_scale`). Only the lower end (draws flushed to 0) can refuse an
+    ``l2_norm_clip`` within `max_l2_norm_clip`: with sigma <= 1e6 and m <= 1 the standard deviation stays below
+    2.48e33, under float32's upper end (3.6e37); that end is checked all the same.
 
     Raises:
       ``error``: in one line naming ``l2_norm_clip`` (with sigma and B), the standard deviation and the range.
@@ -192,7 +194,8 @@ MAX_STEP_POSITIONS = 2**23
 """Most terms one sum of a DP-SGD step adds (all replicas together), as `max_l2_norm_clip` assumes: the clipping units,
 times a layer's positions per unit where its clipped sum runs over them (a ghost-norm matmul, an embedding's rows);
 the step refuses a batch of more rows and a layer's clipped sum over more rows times positions, when traced or, for
-sizes known only then, when it runs (`check_step_positions`)."""
+sizes known only then, when it runs or (under XLA) is compiled for them (`check_step_positions`,
+`privacy.keras.clipping.checked_positions`)."""
 UNIT_MAGNITUDE = 2**13
 """Bound, in m C, on the sum of the magnitudes of one clipping unit's scaled terms in the clipped sum (the products
 a_t (s g_t) over a layer's positions, an embedding's scaled rows, a materialised gradient's scaled entries), which can

@@ -23,12 +23,13 @@ one.
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 
 import tensorflow as tf
 
 from privacy.accounting import noise_cutoff
-from privacy.keras import roundoff
+from privacy.keras import compat, roundoff
 from privacy.keras.factors import combined
 from privacy.keras.params import SLACK, DPConfigurationError
 from privacy.keras.rounding import cast_down, rounded_down
@@ -37,9 +38,16 @@ from privacy.keras.rounding import cast_down, rounded_down
 def checked_positions(sizes, what: str = "batch rows") -> list:
     """Refuses a sum over more than `noise_cutoff.MAX_STEP_POSITIONS` terms, the product of ``sizes`` (ints or scalar
     tensors: rows, positions) on each replica in sync, beyond what `noise_cutoff.max_l2_norm_clip` keeps finite: when
-    traced where every size is an int, else by the assertion returned, for the step to run before its result is
-    used (XLA drops it). Data-independent: the sizes are the batch's (the sampler's padded one, or a caller's of at
-    most its checked size) and the model's."""
+    traced where every size is an int; else by the check returned, on which the step's result must depend. Outside
+    XLA an assertion, which fails when the step runs. XLA drops assertions but compiles each shape before it runs
+    it, so there the check is a guard (`tf.ensure_shape` to [0] of a tensor of shape [count] beyond the limit, [0]
+    within): compiling a step of too many terms fails (InvalidArgumentError naming the limit, what is summed and the
+    count) before it runs, and a step within compiles without it. Refusing every size unknown when traced would break
+    the ``jit_compile`` fits Keras runs with varying sizes (a dataset's smaller last batch, a sequence length left
+    None). Data-independent where the sizes are: the batch's rows (the sampler's padded batch, or a caller's of at most
+    its checked size) and the model's positions; a caller's sequence length left None is its batch's longest record's,
+    so there the refusal (visible, never a released non-finite sum) can turn on one record: give such inputs a fixed
+    length."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     if all(isinstance(size, int) for size in sizes):
         noise_cutoff.check_step_positions(math.prod(sizes) * replicas, what, error=DPConfigurationError)
@@ -47,6 +55,10 @@ def checked_positions(sizes, what: str = "batch rows") -> list:
     limit = noise_cutoff.MAX_STEP_POSITIONS
     count = math.prod((tf.cast(size, tf.int64) for size in sizes), start=tf.constant(replicas, tf.int64))
     message = f"a DP-SGD step sums more than {limit} {what} (all replicas), beyond l2_norm_clip's bound"
+    if compat.in_xla_context():
+        over = tf.where(count <= limit, tf.constant(0, tf.int64), count)
+        name = re.sub(r"[^A-Za-z0-9.\-/]+", "_", message.replace("'s ", " "))  # an op's name: the message's words
+        return [tf.ensure_shape(tf.ones(tf.reshape(over, [1]), tf.int8, name=name), [0])]
     return [tf.debugging.assert_less_equal(count, tf.constant(limit, tf.int64), message=message)]
 
 
@@ -96,6 +108,7 @@ def clipped_gradient_sum(
     num_microbatches: int | None = None,
     finite_losses=None,
     multiplier: float | Fraction = 1.0,
+    most_rows: int | None = None,
 ):
     """Sum over clipping units of the gradient clipped to L2 norm ``l2_norm_clip``, times ``multiplier``.
 
@@ -109,6 +122,10 @@ def clipped_gradient_sum(
       finite_losses: per unit, whether its loss is finite (False drops it); default: all are.
       multiplier: a factor folded into each unit's clip factor (the step's 1 / B), so the sums need no pass for it;
         rounded DOWN with it (`clip_scale`), so its rounding never raises a unit's contribution.
+      most_rows: at least the rows of the batch (an int, or a tensor: unused), for the positions check where the
+        units are known only when the step runs: the padded batch's rows where `skip_padding` left its padding out,
+        so that a configuration beyond the limit is refused when the step is traced, as with the padding kept, and
+        not by an assertion at the first realised batch over it.
 
     Returns:
       (list of tensors shaped like ``variables``, per-unit gradient norms before clipping as computed (reported),
@@ -116,7 +133,8 @@ def clipped_gradient_sum(
 
     Raises:
       DPConfigurationError: where a variable's clipped sum adds more than `noise_cutoff.MAX_STEP_POSITIONS` rows
-        times positions over all replicas (`checked_positions`: when traced, else an assertion before the sums).
+        times positions over all replicas (`checked_positions`: when traced; else InvalidArgumentError before the
+        sums are used, or under XLA when the step is compiled for the realised sizes).
     """
     factors = {}
     position = 0
@@ -135,11 +153,11 @@ def clipped_gradient_sum(
     if not factors:
         raise ValueError("no trainable layer of the model was called in the forward pass")
     names = {id(variable): getattr(variable, "path", variable.name) for variable in variables}  # Keras 3: layer/name
-    checks = [
-        check
-        for key, factor in factors.items()
-        for check in checked_positions(factor.summed_rows(), f"rows (times positions) in {names.get(key)}'s sum")
-    ]
+    checks = []
+    for key, factor in factors.items():
+        units, *positions = factor.summed_rows()  # units <= rows
+        units = most_rows if isinstance(most_rows, int) and not isinstance(units, int) else units
+        checks += checked_positions((units, *positions), f"rows (times positions) in {names.get(key)}'s sum")
     norms = tf.sqrt(tf.add_n([f.squared_norms() for f in factors.values()]))
     divisor = divisors(
         [f.squared_norm_bounds() for f in factors.values()],

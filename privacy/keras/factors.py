@@ -154,10 +154,11 @@ class OuterProduct:
     def row_norms(self):
         """Upper bounds on (|a_ut|, |g_ut|), float64 (U, T) each (`roundoff.row_norms`); computed once. For one
         position, where they make the bound itself, from the same squares as the computed norms (`_one_position`;
-        float32 block sums: within gamma_{k+1} <= gamma_65 < 3.9e-6 of float64 sums)."""
+        float32 block sums: within gamma_{k+1} <= gamma_65 < 3.9e-6 of float64 sums), their roots rounded up
+        (`roundoff.root_bound`: never below the exact root of the squares' bound)."""
         if self._norms is None:
             if self.a.shape[1] == 1:
-                self._norms = tuple(tf.sqrt(bound) for _, bound in self._one_position())
+                self._norms = tuple(roundoff.root_bound(bound) for _, bound in self._one_position())
             else:
                 self._norms = (roundoff.row_norms(self.a), roundoff.row_norms(self.g))
         return self._norms

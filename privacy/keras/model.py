@@ -155,9 +155,10 @@ def make_private(
 
     Raises:
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead; for
-        an ``l2_norm_clip`` whose noise, sigma C (1 + 2^-10) / B, float32 cannot draw (`check_step_noise`; where B
-        is known here, else at the first step), or above `privacy.accounting.noise_cutoff.max_l2_norm_clip` (a
-        step's float32 noisy sum could overflow).
+        an ``l2_norm_clip`` whose noise, sigma C (1 + 2^-10) / B, is below float32's range (its draws flushed to 0:
+        `check_step_noise`; where B is known here, else at the first step), or above
+        `privacy.accounting.noise_cutoff.max_l2_norm_clip` (a step's float32 noisy sum could overflow; that cap also
+        keeps the noise below the top of float32's range).
     """
     if mechanism is not None:
         _check_mechanism(

@@ -32,7 +32,7 @@ from privacy.keras.params import DPConfigurationError
 FLOAT64_MARGIN = 2.0**-26
 """Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
 for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (`last_axis_squares`' block bounds,
-`quadratic_form`'s x); a few roundings each in `sum_of_squares_bound` and `row_norms`; the clipping's add_n over
+`quadratic_form`'s x); a few roundings in `sum_of_squares_bound`; the clipping's add_n over
 variables, sqrt, max, the room SLACK - e / (m C) and the division by it by at most (V + 5) 2^-53 for V < 2^25
 variables (`clipping.divisors`). Bounds and divisors are multiplied by (1 + FLOAT64_MARGIN) where they are not exact
 (the addition of a computed norm c to its error bound is covered by a term 2^-52 |c| of its own: `ghost_bound`)."""
@@ -129,9 +129,17 @@ the bound adds gamma_65 to it), but for the underflow terms."""
 
 
 def row_norms(tensor):
-    """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: the sqrt of
-    `last_axis_squares` (the sqrt's rounding: FLOAT64_MARGIN)."""
-    return tf.sqrt(last_axis_squares(tensor))
+    """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: `root_bound` of
+    `last_axis_squares`."""
+    return root_bound(last_axis_squares(tensor))
+
+
+def root_bound(squares):
+    """An upper bound (float64) on the exact square root of each of ``squares`` (float64, >= 0, an upper bound on a
+    sum of squares): the root rounded to nearest (correctly rounded, it can lie an ulp below the exact root) and moved
+    one ulp up where positive; 0, inf and NaN stay."""
+    root = tf.sqrt(squares)
+    return tf.where(squares > 0, tf.math.nextafter(root, tf.constant(float("inf"), tf.float64)), root)
 
 
 def squares_and_bounds(tensor):

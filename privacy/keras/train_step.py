@@ -41,7 +41,8 @@ def dp_train_step(model, private, data):
     x, y, sample_weight = _unpack(data)
     params = private.resolve_params(model.optimizer)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    checks = [*checks, *clipping.checked_positions((_batch_size(x),))]  # the padded batch, before leave_out
+    padded_rows = _batch_size(x)  # the padded batch, before leave_out
+    checks = [*checks, *clipping.checked_positions((padded_rows,))]
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
     leave_out = (
@@ -71,6 +72,7 @@ def dp_train_step(model, private, data):
         private.noise,
         expected_batch_size=expected_batch,
         replicas=replicas,
+        most_rows=padded_rows,
     )
     y_pred, weighted_losses = clipped.predictions, clipped.weighted_losses
     variables = model.trainable_variables
@@ -93,14 +95,25 @@ def dp_train_step(model, private, data):
 
 
 def released_sums(
-    model, units, x, y, weights, params, noise, *, expected_batch_size: float, replicas: int = 1
+    model,
+    units,
+    x,
+    y,
+    weights,
+    params,
+    noise,
+    *,
+    expected_batch_size: float,
+    replicas: int = 1,
+    most_rows: int | None = None,
 ) -> tuple[ClippedSum, list]:
     """(`clipped_gradient_sum` at the folded multiplier, this replica's part of the step's release (sum_i
     clip_C(g_i) + N(0, (sigma C')^2 I)) / B aligned with ``model.trainable_variables``), B the denominator
     (``params.num_microbatches`` or ``expected_batch_size``), the noise from ``noise`` (a `GaussianNoise`; on
     replica 0 only). Refuses a B < 1 whose 2^k (`folded_multiplier`) is beyond the gradients' dtype, and any B < 1
     on several replicas: their noiseless parts would be multiplied by 2^k before the replicas' sum, where an overflow
-    is not a function of the released sum."""
+    is not a function of the released sum. ``most_rows``: the rows of the batch before its padding was left out
+    (`clipping.clipped_gradient_sum`)."""
     folded, doublings = folded_multiplier(Fraction(1) / Fraction(params.num_microbatches or expected_batch_size))
     if doublings and replicas > 1:
         raise DPConfigurationError(
@@ -123,6 +136,7 @@ def released_sums(
         expected_batch_size=expected_batch_size,
         replicas=replicas,
         multiplier=folded,
+        most_rows=most_rows,
     )
     sums = noise.add(clipped.sums, params.exact_noise_stddev * folded)
     if not doublings:
@@ -157,9 +171,10 @@ def clipped_gradient_sum(
     expected_batch_size: float,
     replicas: int = 1,
     multiplier: float | Fraction = 1.0,
+    most_rows: int | None = None,
 ) -> ClippedSum:
     """Sums the clipped per-example (or per-microbatch) gradients of one batch on this replica, times
-    ``multiplier``."""
+    ``multiplier`` (``most_rows``: `clipping.clipped_gradient_sum`'s)."""
     microbatches = params.num_microbatches
     if microbatches is not None:
         local_microbatches = _local_microbatches(microbatches, replicas, x)
@@ -191,6 +206,7 @@ def clipped_gradient_sum(
         num_microbatches=local_microbatches,
         finite_losses=finite,
         multiplier=multiplier,
+        most_rows=most_rows,
     )
     return ClippedSum(sums, norms, kept, y_pred, weighted_losses)
 

@@ -203,9 +203,9 @@ class DpTrainingConfig:
         """Refuses, before TFX runs, a ``noise_multiplier`` outside `NOISE_MULTIPLIER_RANGE`, an ``l2_norm_clip`` above
         `max_l2_norm_clip` (a step's float32 noisy sum could overflow), a ``batch_size`` of more rows than that bound
         covers (`check_step_positions`; a padded Poisson batch a little above it is refused when the step is traced),
-        and an ``l2_norm_clip`` whose step noise float32 cannot draw (`check_step_noise`) at the ``noise_multiplier``
-        given or, for a ``target_epsilon`` (calibrated once n is known), at any noise multiplier calibration may return
-        (`CALIBRATED_RANGE`)."""
+        and an ``l2_norm_clip`` whose step noise is below float32's range (`check_step_noise`; above it, out of reach
+        of a clip within the cap, is checked too) at the ``noise_multiplier`` given or, for a ``target_epsilon``
+        (calibrated once n is known), at any noise multiplier calibration may return (`CALIBRATED_RANGE`)."""
         if not self.private:
             return
         try:

@@ -382,3 +382,22 @@ def test_the_largest_clip_keeps_a_step_of_the_most_positions_finite_and_the_next
     check_step_positions(2**23)
     with pytest.raises(ValueError, match=r"step over 8388609 batch rows \(all replicas\) is beyond the 8388608"):
         check_step_positions(2**23 + 1)
+
+
+def test_no_accepted_clip_reaches_the_top_of_float32s_noise_range_and_small_ones_reach_the_bottom():
+    """Docs say only the lower end of float32's noise range can refuse a clip within the cap: the largest standard
+    deviation an accepted step can ask for, sigma 1e6 times the cap times (1 + 2^-10) (m <= 1 after folding), stays
+    below 2.48e33, under float32's top, max / (R' (1 + eps)^2) (recomputed from numpy, above 3.6e37); check_step_noise
+    accepts it at B = 1 and B = 1/2, and refuses a tiny clip's noise naming l2_norm_clip (the checks stay)."""
+    from privacy.accounting.noise_cutoff import check_step_noise
+
+    info = np.finfo(np.float32)
+    radius = np.float32(math.sqrt(128 * math.log(2)))
+    radius = radius if float(radius) >= math.sqrt(128 * math.log(2)) else np.nextafter(radius, np.float32(np.inf))
+    top = Fraction(float(info.max)) / (Fraction(float(radius)) * (1 + Fraction(float(info.eps))) ** 2)
+    largest = Fraction(10**6) * Fraction(largest_clip_recomputed()) * (1 + Fraction(1, 1024))
+    assert largest < Fraction(2.48e33) and top > Fraction(3.6e37), (float(largest), float(top))
+    for batch in (1.0, 0.5):
+        check_step_noise(1e6, max_l2_norm_clip(), batch)
+    with pytest.raises(ValueError, match=r"^l2_norm_clip=1e-33 .*below, its draws are flushed to 0"):
+        check_step_noise(1.0, 1e-33, 1.0)
