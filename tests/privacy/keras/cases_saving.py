@@ -1,4 +1,5 @@
-"""A private model saved before its first step trains as one never saved."""
+"""A private model saved before its first step trains as one never saved (the class's call tf-keras's saving leaves
+on each layer is recorded), and a caller's wrapper of a layer's call is not taken for that class call."""
 
 import os
 import tempfile
