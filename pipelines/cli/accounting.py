@@ -477,7 +477,7 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     result = _config_dict(mechanism, delta, target_epsilon)
     result["steps"] = mechanism.steps
-    out_of_reach = []  # PaddingNoiseTooSmall, PaddingBelowPldFloor, ClampDeltaError: exit 2 only where no row answers
+    out_of_reach = False  # a PaddingNoiseTooSmall, PaddingBelowPldFloor or ClampDeltaError: exit 2 if no row answers
     for kind in _ACCOUNTANTS[accountant]:
         try:
             sigma = calibrate_noise_multiplier(
@@ -487,7 +487,7 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
         except (PaddingNoiseTooSmall, PaddingBelowPldFloor) as err:
             sigma = eps = None
             result.setdefault("unavailable", {})[kind.value] = str(err)
-            out_of_reach.append(err)
+            out_of_reach = True
         except UnsupportedAccounting as err:
             sigma = eps = None
             result.setdefault("unavailable", {})[kind.value] = str(err)
@@ -499,7 +499,7 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
             except noisy_padding.ClampDeltaError as err:  # as a target out of reach: this row only
                 sigma = eps = result[f"clamp_delta_{kind.value}"] = result[f"guarantee_delta_{kind.value}"] = None
                 result.setdefault("unavailable", {})[kind.value] = str(err)
-                out_of_reach.append(err)
+                out_of_reach = True
             result[f"effective_noise_multiplier_{kind.value}"] = (
                 None if sigma is None else mechanism.replace(noise_multiplier=sigma).effective_noise_multiplier
             )
@@ -507,7 +507,7 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
         result[f"epsilon_{kind.value}"] = eps
     if all(result[f"noise_multiplier_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):  # no answer at all
         if out_of_reach:
-            raise _bad(_NOISY_PADDING, "; ".join(dict.fromkeys(str(err) for err in out_of_reach)))
+            raise _bad(_NOISY_PADDING, "; ".join(dict.fromkeys(result["unavailable"].values())))
         raise _bad("--accountant", "; ".join(result["unavailable"].values()))
     if as_json:
         _emit_json(result)
@@ -561,7 +561,7 @@ def epochs(target_epsilon, as_json, accountant, delta, sigma_c, **options):
     result = _config_dict(mechanism, delta, target_epsilon)
     result["noise_multiplier"] = mechanism.noise_multiplier
     result["effective_noise_multiplier"] = mechanism.effective_noise_multiplier
-    refused = []  # ClampDeltaError: as in `noise`, a row's; exit 2 only where no row answers
+    refused = False  # a ClampDeltaError: as in `noise`, a row's; exit 2 only where no row answers
     for kind in _ACCOUNTANTS[accountant]:
         try:
             whole_epochs, steps = max_epochs(
@@ -585,9 +585,9 @@ def epochs(target_epsilon, as_json, accountant, delta, sigma_c, **options):
                 for key in ("epochs", "steps", "epsilon", "clamp_delta", "guarantee_delta"):
                     result[f"{key}_{kind.value}"] = None
                 result.setdefault("unavailable", {})[kind.value] = str(err)
-                refused.append(err)
+                refused = True
     if refused and all(result[f"epochs_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):
-        raise _bad(_NOISY_PADDING, "; ".join(dict.fromkeys(str(err) for err in refused)))
+        raise _bad(_NOISY_PADDING, "; ".join(dict.fromkeys(result["unavailable"].values())))
     if as_json:
         _emit_json(result)
         return
