@@ -231,19 +231,26 @@ def test_noise_without_noisy_padding_spends_no_extra_accounting(monkeypatch):
         )
 
 
+def refused_between_rows(monkeypatch, command, args):
+    """``command``'s JSON with both accountants before and after setting the clamp's share of delta between its two
+    rows' (each row's clamp at its own steps and epsilon): (first, then, shares, the refused row, the kept row)."""
+    first = json.loads(invoke(command, *args).output)
+    steps = {kind: first.get(f"steps_{kind}", first.get("steps")) for kind in ("rdp", "pld")}
+    shares = {kind: clamp(steps[kind], first[f"epsilon_{kind}"]) / DELTA for kind in ("rdp", "pld")}
+    refused, kept = sorted(shares, key=shares.get, reverse=True)
+    assert shares[refused] > shares[kept]
+    monkeypatch.setattr(noisy_padding, "MAX_CLAMP_SHARE", (shares[refused] + shares[kept]) / 2)
+    result = invoke(command, *args)
+    assert result.exit_code == 0, result.output
+    return first, json.loads(result.output), shares, refused, kept
+
+
 def test_with_both_accountants_a_row_whose_clamp_is_refused_says_why_and_the_other_answers(monkeypatch):
     """The clamp's refusal is a row's, as a target out of reach is: with a clamp share between the two rows'
     (calibrated epsilons differ within the search's tolerance), the larger epsilon's row says why it has no sigma
     and the other answers (exit 0); with a share below both, exit 2 naming --batch-size-noise-multiplier."""
     args = ["--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS), *PADDED]
-    first = json.loads(invoke("noise", *args).output)
-    shares = {kind: clamp(STEPS, first[f"epsilon_{kind}"]) / DELTA for kind in ("rdp", "pld")}
-    refused, kept = sorted(shares, key=shares.get, reverse=True)
-    assert shares[refused] > shares[kept]
-    monkeypatch.setattr(noisy_padding, "MAX_CLAMP_SHARE", (shares[refused] + shares[kept]) / 2)
-    result = invoke("noise", *args)
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    first, data, shares, refused, kept = refused_between_rows(monkeypatch, "noise", args)
     assert data[f"noise_multiplier_{refused}"] is None and data[f"clamp_delta_{refused}"] is None
     assert "noisy padding's clamp adds delta" in data["unavailable"][refused] and kept not in data["unavailable"]
     assert data[f"noise_multiplier_{kept}"] == first[f"noise_multiplier_{kept}"]
@@ -262,14 +269,7 @@ def test_epochs_with_both_accountants_a_row_whose_clamp_is_refused_says_why_and_
     naming --batch-size-noise-multiplier, each distinct reason once."""
     args = ["--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--noise-multiplier", str(SIGMA)]
     args += PADDED
-    first = json.loads(invoke("epochs", *args).output)
-    shares = {kind: clamp(first[f"steps_{kind}"], first[f"epsilon_{kind}"]) / DELTA for kind in ("rdp", "pld")}
-    refused, kept = sorted(shares, key=shares.get, reverse=True)
-    assert shares[refused] > shares[kept]
-    monkeypatch.setattr(noisy_padding, "MAX_CLAMP_SHARE", (shares[refused] + shares[kept]) / 2)
-    result = invoke("epochs", *args)
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    first, data, shares, refused, kept = refused_between_rows(monkeypatch, "epochs", args)
     for key in ("epochs", "steps", "epsilon", "clamp_delta", "guarantee_delta"):
         assert data[f"{key}_{refused}"] is None, key
     assert "noisy padding's clamp adds delta" in data["unavailable"][refused] and kept not in data["unavailable"]
