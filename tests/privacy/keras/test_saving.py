@@ -1,4 +1,5 @@
-"""A private model saved before its first step trains as one never saved, on both Keras flavours."""
+"""A private model saved before its first step trains as one never saved, and a caller's wrapper of a layer's call is
+not taken for its class call, on both Keras flavours."""
 
 import pytest
 
