@@ -175,7 +175,9 @@ SLOW_TESTS = {
     "test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped",
 }
 SLOW_CASES = {
+    "case_a_batch_left_none_is_refused_beyond_the_limit_and_trains_within_with_and_without_xla",
     "case_a_non_finite_example_contributes_nothing",
+    "case_a_sequence_left_none_is_refused_beyond_the_limit_and_trains_within_with_and_without_xla",
     "case_a_tight_cap_cuts_batches_and_the_report_counts_them",
     "case_a_truncated_dataset_sets_the_accounting_and_mismatches_are_refused",
     "case_ghost_norms_equal_jacobian_norms",
