@@ -31,8 +31,8 @@ FLAVOURS = ("keras3", "tf_keras")
 CASE_TIMEOUT_S = 900
 """Wall-clock seconds one case (or the module's import, before its first case) may take in the fresh interpreter."""
 _START, _END = "@@ppml-case-start@@", "@@ppml-case-end@@"
-_subprocess_results: dict[tuple[str, str], dict[str, str | None]] = {}
-_subprocess_seconds: dict[tuple[str, str], dict[str, float]] = {}
+_subprocess_runs: dict[tuple[str, str], tuple[dict[str, str | None], dict[str, float]]] = {}
+"""Per (module, flavour): what `_run_in_fresh_interpreters` returned."""
 _OWN_SECONDS = pytest.StashKey[float]()
 
 _RUNNER = """
@@ -154,12 +154,10 @@ def run_case(request):
             getattr(load_cases(module), case)()
             return
         key = (module, flavour)
-        if key not in _subprocess_results:
-            _subprocess_results[key], _subprocess_seconds[key] = _run_in_fresh_interpreters(
-                module, case_names(module), flavour == "tf_keras"
-            )
-        request.node.stash[_OWN_SECONDS] = _subprocess_seconds[key].get(case, 0.0)
-        results = _subprocess_results[key]
+        if key not in _subprocess_runs:
+            _subprocess_runs[key] = _run_in_fresh_interpreters(module, case_names(module), flavour == "tf_keras")
+        results, seconds = _subprocess_runs[key]
+        request.node.stash[_OWN_SECONDS] = seconds.get(case, 0.0)
         if case not in results:
             pytest.fail(f"{module}.{case} did not run ({flavour})")
         if results[case] is not None:
