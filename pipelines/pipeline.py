@@ -144,6 +144,7 @@ def create_pipeline(
             preprocessing_fn=f"{module}.preprocessing_fn",
             custom_config=plan.preprocessing.to_custom_config(),
             disable_analyzer_cache=plan.preprocessing.private,
+            disable_statistics=True,  # exact pre-/post-transform statistics that nothing reads
         )
     )  # its cache would keep the exact pre-noise sums
 

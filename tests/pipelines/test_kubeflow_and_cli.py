@@ -141,6 +141,8 @@ def test_a_private_transform_keeps_no_analyzer_cache(tmp_path, private):
     )
     [transform] = [c for c in built.components if c.id == "Transform"]
     assert ("updated_analyzer_cache" in transform.outputs) is not private
+    # Nor TFDV's exact pre- and post-transform statistics, which nothing reads (their Beam work is skipped).
+    assert not {"pre_transform_stats", "post_transform_stats"} & set(transform.outputs), sorted(transform.outputs)
 
 
 def test_the_privacy_audit_runs_in_the_pushed_models_evaluator_only(kubeflow_spec):
