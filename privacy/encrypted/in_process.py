@@ -13,6 +13,7 @@ from privacy import validation
 from privacy.encrypted.model.plan import ModelPlan
 from privacy.encrypted.model.ranges import InputBounds
 from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.network.memory import keep_freed_memory
 from privacy.encrypted.protocol.backend import OUTPUTS, OutputNotAllowed, predict_share
 from privacy.encrypted.protocol.client import Prediction, encode_input, predict_with_retries
 from privacy.encrypted.protocol.costs import CostReport
@@ -88,7 +89,8 @@ class InProcessCluster:
 
     The model owner's `share_model` runs at construction; afterwards the cluster keeps only the three
     parties' bundles, and each prediction shares the input, runs the parties on threads and
-    reconstructs the output exactly as the client of real parties does.
+    reconstructs the output exactly as the client of real parties does. Like a party server, construction has
+    the process's allocator keep freed arrays for the next session (`network.memory.keep_freed_memory`).
 
     Args:
         plan: the model to serve (its float weights are shared, then not kept).
@@ -124,6 +126,7 @@ class InProcessCluster:
         self.parties = LocalParties(timeout=timeout, link_factory=link_factory)
         self.last_cost = None
         self.check_input = True
+        keep_freed_memory()  # as a party server does
 
     def predict(self, x, *, output: str = OUTPUTS[0], retries: int = 2) -> Prediction:
         """Private prediction of a batch; runs the examples a party withheld again (fresh randomness).
