@@ -40,10 +40,11 @@ def keep_freed_memory() -> bool:
     (False where the C library is not glibc; nothing changes there).
 
     By default glibc returns a session's large freed arrays to the OS, and the next session's first writes fault
-    the pages in again, zeroed by the kernel: the input check's arrays at MLP batch 100 (about 10 MB in the three
-    party threads) took 2,300-3,100 page faults a prediction, each some microseconds of CPU (benchmarks/README.md,
-    encrypted_inference, Dec 8 2026). The cost: a process's resident memory stays at its largest session's (which
-    a server's `MemoryBudget` bounds) instead of shrinking between sessions."""
+    the pages in again, zeroed by the kernel: the input check's arrays at MLP batch 100 (about 12 MB in the three
+    party threads) took up to 3,100 page faults a prediction (median 1,360 over 15 processes), each some
+    microseconds of CPU (benchmarks/README.md, encrypted_inference, Dec 8 2026). The cost: a process's resident
+    memory stays at its largest session's (which a server's `MemoryBudget` bounds) instead of shrinking between
+    sessions."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
