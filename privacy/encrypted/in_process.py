@@ -13,7 +13,6 @@ from privacy import validation
 from privacy.encrypted.model.plan import ModelPlan
 from privacy.encrypted.model.ranges import InputBounds
 from privacy.encrypted.model.ring import FixedPoint
-from privacy.encrypted.network.memory import keep_freed_memory
 from privacy.encrypted.protocol.backend import OUTPUTS, OutputNotAllowed, predict_share
 from privacy.encrypted.protocol.client import Prediction, encode_input, predict_with_retries
 from privacy.encrypted.protocol.costs import CostReport
@@ -89,8 +88,8 @@ class InProcessCluster:
 
     The model owner's `share_model` runs at construction; afterwards the cluster keeps only the three
     parties' bundles, and each prediction shares the input, runs the parties on threads and
-    reconstructs the output exactly as the client of real parties does. Like a party server, construction has
-    the process's allocator keep freed arrays for the next session (`network.memory.keep_freed_memory`).
+    reconstructs the output exactly as the client of real parties does. Unlike a party server, it leaves the
+    process's C allocator as it is; `network.memory.keep_freed_memory()` opts the whole process in.
 
     Args:
         plan: the model to serve (its float weights are shared, then not kept).
@@ -126,7 +125,6 @@ class InProcessCluster:
         self.parties = LocalParties(timeout=timeout, link_factory=link_factory)
         self.last_cost = None
         self.check_input = True
-        keep_freed_memory()  # as a party server does
 
     def predict(self, x, *, output: str = OUTPUTS[0], retries: int = 2) -> Prediction:
         """Private prediction of a batch; runs the examples a party withheld again (fresh randomness).

@@ -270,7 +270,8 @@ def _request_key(meta: dict) -> tuple[int, str] | None:
 
 
 class PartyServer:
-    """Party `index` of a deployment, serving private predictions with its model share.
+    """Party `index` of a deployment, serving private predictions with its model share. Construction has the
+    process's C allocator keep freed arrays for the next session (`memory.keep_freed_memory`; process-wide).
 
     Args:
         index: 0, 1 or 2.
