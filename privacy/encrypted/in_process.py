@@ -88,7 +88,8 @@ class InProcessCluster:
 
     The model owner's `share_model` runs at construction; afterwards the cluster keeps only the three
     parties' bundles, and each prediction shares the input, runs the parties on threads and
-    reconstructs the output exactly as the client of real parties does.
+    reconstructs the output exactly as the client of real parties does. Unlike a party server, it leaves the
+    process's C allocator as it is; `network.memory.keep_freed_memory()` opts the whole process in.
 
     Args:
         plan: the model to serve (its float weights are shared, then not kept).

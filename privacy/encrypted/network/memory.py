@@ -7,10 +7,12 @@ of the layer that compares most (R residues per element, plus f for each truncat
 comparison's compiled kernels make no temporaries of that size), with a factor of safety; tests measure
 the real peak with tracemalloc against it. A server reserves that from a `MemoryBudget` before it reads
 a request's payload; the largest batch it accepts is what fits the budget (`largest_batch`).
+`keep_freed_memory` has the C allocator keep a session's freed arrays for the next session.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import threading
 
@@ -24,6 +26,31 @@ from privacy.encrypted.protocol.input_check import residues_per_value
 
 SAFETY = 2
 """Factor between the estimate of the live arrays and the reservation (temporaries, allocator slack)."""
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+"""glibc's `mallopt` parameters (malloc.h)."""
+HEAP_BELOW = 32 << 20
+"""Bytes below which an allocation comes from the heap, not a mapping of its own (glibc's largest on 64 bits)."""
+KEEP_FREE = 64 << 20
+"""Free bytes at the top of a heap that the allocator keeps instead of returning them to the OS."""
+
+
+def keep_freed_memory() -> bool:
+    """Has glibc's allocator keep freed memory for the next allocations (process-wide: arrays below `HEAP_BELOW`
+    bytes from the heap, and up to `KEEP_FREE` bytes free at the top of each heap kept): returns whether it could
+    (False where the C library is not glibc; nothing changes there).
+
+    By default glibc returns a session's large freed arrays to the OS, and the next session's first writes fault
+    the pages in again, zeroed by the kernel: the input check's arrays at MLP batch 100 (about 12 MB in the three
+    party threads) took up to 3,100 page faults a prediction (median 1,360 over 15 processes), each some
+    microseconds of CPU (benchmarks/README.md, encrypted_inference, Dec 8 2026). The cost: a process's resident
+    memory stays at its largest session's (which a server's `MemoryBudget` bounds) instead of shrinking between
+    sessions."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, HEAP_BELOW)) & bool(mallopt(_M_TRIM_THRESHOLD, KEEP_FREE))
 
 
 def _window_elements(architecture: Architecture) -> int:

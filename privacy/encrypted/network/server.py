@@ -60,7 +60,7 @@ import numpy as np
 
 from privacy.encrypted.model.ring import DTYPE
 from privacy.encrypted.network.certificates import CLIENT_PREFIX, Deployment, party_role, peer_role, peer_serial
-from privacy.encrypted.network.memory import MemoryBudget, largest_batch, request_bytes
+from privacy.encrypted.network.memory import MemoryBudget, keep_freed_memory, largest_batch, request_bytes
 from privacy.encrypted.network.wire import (
     MalformedMessage,
     MessageRefused,
@@ -270,7 +270,8 @@ def _request_key(meta: dict) -> tuple[int, str] | None:
 
 
 class PartyServer:
-    """Party `index` of a deployment, serving private predictions with its model share.
+    """Party `index` of a deployment, serving private predictions with its model share. Construction has the
+    process's C allocator keep freed arrays for the next session (`memory.keep_freed_memory`; process-wide).
 
     Args:
         index: 0, 1 or 2.
@@ -310,6 +311,7 @@ class PartyServer:
         self.max_connections, self.refresh_every = max_connections, refresh_every
         client_quota = memory_budget // CLIENT_SHARE if client_quota is None else client_quota
         self.budget = MemoryBudget(memory_budget, client_quota)
+        keep_freed_memory()  # a session's arrays stay for the next: no page faults to take them back
         self.input_size = math.prod(model.architecture.input_shape)
         self.max_batch = largest_batch(model, self.budget.quota)
         if self.max_batch < 1:

@@ -1,7 +1,12 @@
 """Protocol primitives on shares against exact cleartext computation in the same ring."""
 
 import dataclasses
+import json
+import os
 import re
+import resource
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +26,7 @@ from privacy.encrypted.protocol.randomness import Prf
 from privacy.encrypted.protocol.shares import AShare, Terms, reconstruct, share
 from privacy.encrypted.protocol.transport import TransportError
 from privacy.encrypted.protocol.truncation import Truncation
+from tests.conftest import REPO
 from tests.privacy.encrypted.conftest import TEST_KEYS
 
 RNG = np.random.default_rng(7)  # test data only; shares and masks never use numpy randomness
@@ -498,6 +504,85 @@ def test_the_memory_estimate_bounds_what_a_party_allocates():
             tracemalloc.stop()
             # The three parties and the client together stay below three parties' estimates.
             assert peak < 3 * request_bytes(cluster.models[0], batch), (name, batch, output)
+
+
+_SESSIONS = """
+import json
+import os
+import resource
+import threading
+import numpy as np
+from privacy.encrypted.network import memory
+
+STATM = os.open("/proc/self/statm", os.O_RDONLY)
+
+def resident():  # bytes; reads without a C heap allocation in the thread (a small bytes object)
+    return int(os.pread(STATM, 100, 0).split()[1]) * resource.getpagesize()
+
+def sessions():  # sessions of a party thread, each writing six arrays of 4 MiB and freeing them
+    out = []
+    def run():
+        for _ in range(5):
+            before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+            arrays = [np.ones(1 << 19) for _ in range(6)]
+            faults, live = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before, resident()
+            del arrays
+            out.append((faults, live - resident()))
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return out[1:]  # after the first session
+
+{setup}
+print(json.dumps(sessions()))
+"""
+_SESSION_BYTES = 6 << 22
+
+
+@pytest.mark.parametrize(
+    "setup, keeps",
+    [
+        ("", False),
+        ("assert memory.keep_freed_memory()", True),
+        (
+            "import tempfile\n"
+            "from privacy.encrypted.benchmark import reference_bounds, reference_plan\n"
+            "from privacy.encrypted.model.ring import FixedPoint\n"
+            "from privacy.encrypted.network.certificates import create_deployment\n"
+            "from privacy.encrypted.network.server import PartyServer\n"
+            "from privacy.encrypted.protocol.model_shares import share_model\n"
+            "plan = reference_plan('mlp')\n"
+            "deployment = create_deployment(tempfile.mkdtemp(), [('127.0.0.1', p) for p in (1, 2, 3)])\n"
+            "PartyServer(0, deployment, share_model(plan, FixedPoint(), reference_bounds(plan))[0])",
+            True,
+        ),
+        (
+            "from privacy.encrypted.benchmark import reference_bounds, reference_plan\n"
+            "from privacy.encrypted.in_process import InProcessCluster\n"
+            "InProcessCluster(reference_plan('mlp'), reference_bounds(reference_plan('mlp')))",
+            False,
+        ),
+    ],
+    ids=["default", "keep_freed_memory", "party_server", "in_process_cluster"],
+)
+def test_a_party_server_keeps_a_sessions_freed_arrays_for_the_next_and_a_cluster_leaves_the_allocator_alone(
+    setup, keeps
+):
+    """glibc returns a session's freed arrays to the OS by default, so each later session faults its pages in
+    again; after `keep_freed_memory`, which a party server calls as it is made, later sessions keep and reuse them
+    (resident memory stays, almost no page faults). An in-process cluster, made in a user's process, changes
+    nothing. Each case runs in a fresh process without the C allocator's environment settings (MALLOC_*,
+    GLIBC_TUNABLES), so glibc's adaptive thresholds start from their defaults."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    code = _SESSIONS.replace("{setup}", setup)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sessions = json.loads(proc.stdout.strip().splitlines()[-1])
+    if keeps:  # at most a tenth of the pages faulted again (NUMA balancing, swap), next to nothing given back
+        pages = _SESSION_BYTES // resource.getpagesize()
+        assert all(faults < pages // 10 and returned < _SESSION_BYTES // 24 for faults, returned in sessions), sessions
+    else:  # most of it given back (in bytes of resident memory: a page fault may map a huge page)
+        assert all(returned > _SESSION_BYTES * 2 // 3 for _, returned in sessions), sessions
 
 
 def test_a_refresh_renews_the_pairwise_keys_so_old_keys_and_new_shares_give_nothing(fixed):
