@@ -1,7 +1,8 @@
 """`ppml pate epsilon` and `ppml pate run`: epsilons against dp-accounting, one-line refusals, an end-to-end run.
 
-The first test and the two runs go through the real command line in a fresh interpreter (`ppml_cli`); the refusals
-and the vote-history reads call the same entry point in this process (`ppml`), which prints and exits alike."""
+The first test, one refusal and the two runs go through the real command line in a fresh interpreter (`ppml_cli`);
+the other refusals and the vote-history reads call the same entry point in this process (`ppml`), which prints and
+exits alike."""
 
 import json
 import math
@@ -130,6 +131,17 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
 def test_bad_settings_exit_2_with_one_line(args, message):
     proc = ppml("pate", *args, check=False)
     assert proc.exit_code == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_refusal_in_a_fresh_interpreter_is_one_line_on_stderr_and_exit_2(ppml_cli):
+    """The real command line refusing after the dataset is loaded: what the in-process refusals cannot see (text a
+    library or an import writes to the process's stderr, outside click) would show here."""
+    proc = ppml_cli("pate", "run", "--dataset", "breast_cancer", "--teachers", "900", "--sigma", "4", check=False)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert len(lines) == 1 and lines[0].startswith(
+        "Error: --teachers: at most 569 (the rows of breast_cancer), got 900"
+    ), proc.stderr
 
 
 @pytest.mark.parametrize(
