@@ -135,12 +135,13 @@ def test_microbatches_under_replace_one_are_accounted_with_sigma_over_2():
     data = json.loads(run("epsilon", *args, "--noise-multiplier", "2.0", "--steps", "100").output)
     assert data["sensitivity"] == 4.0
     assert data["epsilon_pld"] == pytest.approx(expected(2.0, 100), abs=1e-6)
-    noise = json.loads(run("noise", *args, "--target-epsilon", "3", "--steps", "100").output)
+    # sigma / 2 is 3 or more in both searches: a PLD of sigma / 2 near 1 costs seconds at each step of a search.
+    noise = json.loads(run("noise", *args, "--target-epsilon", "1", "--steps", "100").output)
     sigma = noise["noise_multiplier_pld"]
-    assert expected(sigma, 100) <= 3.0 < expected(sigma - 1e-3, 100)
-    epochs = json.loads(run("epochs", *args, "--target-epsilon", "1", "--noise-multiplier", "2.0").output)
+    assert expected(sigma, 100) <= 1.0 < expected(sigma - 1e-3, 100)
+    epochs = json.loads(run("epochs", *args, "--target-epsilon", "3", "--noise-multiplier", "6.0").output)
     steps = epochs["steps_pld"]
-    assert expected(2.0, steps) <= 1.0 < expected(2.0, steps + 1)
+    assert expected(6.0, steps) <= 3.0 < expected(6.0, steps + 1)
 
 
 def test_fixed_defaults_to_replace_one_and_reports_pld_unavailable():

@@ -1,4 +1,8 @@
-"""`ppml pate epsilon` and `ppml pate run`: epsilons against dp-accounting, one-line refusals, an end-to-end run."""
+"""`ppml pate epsilon` and `ppml pate run`: epsilons against dp-accounting, one-line refusals, an end-to-end run.
+
+The first test, one refusal and the two runs go through the real command line in a fresh interpreter (`ppml_cli`);
+the other refusals and the vote-history reads call the same entry point in this process (`ppml`), which prints and
+exits alike."""
 
 import json
 import math
@@ -8,7 +12,10 @@ import stat
 import dp_accounting
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from dp_accounting import dp_event
+
+from pipelines.cli.main import cli
 
 
 def _direct(events, delta):
@@ -16,6 +23,13 @@ def _direct(events, delta):
     for event, count in events:
         accountant.compose(event, count)
     return accountant.get_epsilon(delta)
+
+
+def ppml(*args: str, check: bool = True):
+    """The ``ppml`` group in this process: stdout, stderr and the exit code apart (click's CliRunner)."""
+    result = CliRunner().invoke(cli, list(args))
+    assert not check or result.exit_code == 0, f"ppml {' '.join(args)}: exit {result.exit_code}\n{result.output}"
+    return result
 
 
 def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
@@ -114,9 +128,20 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
         ),
     ],
 )
-def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
-    proc = ppml_cli("pate", *args, check=False)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+def test_bad_settings_exit_2_with_one_line(args, message):
+    proc = ppml("pate", *args, check=False)
+    assert proc.exit_code == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_refusal_in_a_fresh_interpreter_is_one_line_on_stderr_and_exit_2(ppml_cli):
+    """The real command line refusing after the dataset is loaded: what the in-process refusals cannot see (text a
+    library or an import writes to the process's stderr, outside click) would show here."""
+    proc = ppml_cli("pate", "run", "--dataset", "breast_cancer", "--teachers", "900", "--sigma", "4", check=False)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert len(lines) == 1 and lines[0].startswith(
+        "Error: --teachers: at most 569 (the rows of breast_cancer), got 900"
+    ), proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -158,31 +183,31 @@ def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
         ),
     ],
 )
-def test_malformed_vote_history_exits_2_with_one_line(ppml_cli, tmp_path, history, message):
+def test_malformed_vote_history_exits_2_with_one_line(tmp_path, history, message):
     path = tmp_path / "votes.json"
     path.write_text(json.dumps(history))
-    proc = ppml_cli("pate", "epsilon", "--votes", str(path), check=False)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = ppml("pate", "epsilon", "--votes", str(path), check=False)
+    assert proc.exit_code == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def test_epsilon_votes_prints_the_stored_release_and_never_draws_a_new_one(ppml_cli, tmp_path):
+def test_epsilon_votes_prints_the_stored_release_and_never_draws_a_new_one(tmp_path):
     from privacy.pate import GNMax, SmoothSensitivityRelease, analyze
 
     history = GNMax(40.0).aggregate(np.tile([200, 30, 20, 0], (30, 1)), seed=0)
     smoothed = SmoothSensitivityRelease().release(history, seed=5)
     path = tmp_path / "votes.json"
     path.write_text(json.dumps({**history.to_json(), "smoothed_release": smoothed.to_json()}))
-    outs = [json.loads(ppml_cli("pate", "epsilon", "--votes", str(path), "--json").stdout) for _ in range(2)]
+    outs = [json.loads(ppml("pate", "epsilon", "--votes", str(path), "--json").stdout) for _ in range(2)]
     assert outs[0] == outs[1]  # the same numbers: no fresh noise
     assert outs[0]["smoothed_data_dependent"]["epsilon"] == pytest.approx(smoothed.epsilon(1e-5), rel=1e-12)
     assert outs[0]["guarantee"]["epsilon"] == pytest.approx(analyze(history, 1e-5, smoothed=smoothed).epsilon)
     assert outs[0]["guarantee"]["epsilon"] > outs[0]["guarantee"]["labels_epsilon"]  # the release is paid for
     path.write_text(json.dumps(history.to_json()))  # no release stored: none is made
-    out = json.loads(ppml_cli("pate", "epsilon", "--votes", str(path), "--json").stdout)
+    out = json.loads(ppml("pate", "epsilon", "--votes", str(path), "--json").stdout)
     assert "holds no smoothed release" in out["smoothed_data_dependent"]["refused"]
     assert out["guarantee"]["epsilon"] == out["guarantee"]["labels_epsilon"]
-    proc = ppml_cli("pate", "epsilon", "--votes", str(path), "--smooth-order", "10", check=False)
-    assert proc.returncode == 2 and "--smooth-order" in proc.stderr  # settings were fixed by the run
+    proc = ppml("pate", "epsilon", "--votes", str(path), "--smooth-order", "10", check=False)
+    assert proc.exit_code == 2 and "--smooth-order" in proc.stderr  # settings were fixed by the run
 
 
 @pytest.mark.parametrize(
@@ -192,11 +217,11 @@ def test_epsilon_votes_prints_the_stored_release_and_never_draws_a_new_one(ppml_
         ({"teachers": [[0, 1], [2, 3]], "public": [3, 60]}, "public split overlaps the private one"),
     ],
 )
-def test_run_refuses_overlapping_splits(ppml_cli, tmp_path, partitions, message):
+def test_run_refuses_overlapping_splits(tmp_path, partitions, message):
     path = tmp_path / "partitions.json"
     path.write_text(json.dumps(partitions))
-    proc = ppml_cli("pate", "run", "--dataset", "breast_cancer", "--partitions", str(path), "--sigma", "2", check=False)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = ppml("pate", "run", "--dataset", "breast_cancer", "--partitions", str(path), "--sigma", "2", check=False)
+    assert proc.exit_code == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 @pytest.mark.slow
@@ -233,7 +258,7 @@ def test_run_then_epsilon_of_its_vote_history(ppml_cli, tmp_path):
     assert out["guarantee"]["labels_epsilon"] == pytest.approx(expected, rel=1e-12)
     assert 0.5 <= out["student_test_accuracy"] <= 1 and "outside the privacy guarantee" in out["accuracies_note"]
     assert "smoothed_release" in history  # the run's one release (or why it was refused) is stored
-    again = json.loads(ppml_cli("pate", "epsilon", "--votes", str(votes), "--json").stdout)
+    again = json.loads(ppml("pate", "epsilon", "--votes", str(votes), "--json").stdout)
     assert again["guarantee"] == out["guarantee"]
     assert again["smoothed_data_dependent"] == out["smoothed_data_dependent"]
 
