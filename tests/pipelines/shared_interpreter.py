@@ -3,9 +3,10 @@
 Each fresh interpreter that imports TFX costs about 20 s of CPU; a test file whose tests each ran ``python -c`` paid
 it per test. `run_snippets` runs them one after another in one ``python -c`` (no fork: the imports start native
 threads). Each snippet runs as ``__main__`` in a namespace of its own, with ``tmp_dir`` a folder of its own, and its
-stdout captured; afterwards every attribute it set or added (a submodule aside) on a module of this project
-(pipelines, privacy, federated) is put back, so a snippet's monkeypatching is not seen by the next one.
-`Snippets.module_fixture` makes a module fixture that runs only the snippets of the tests selected in that module.
+stdout captured; afterwards every module of this project (pipelines, privacy, federated) gets back the attributes
+its import left it (an import hook records them; a submodule imported since stays), so a snippet's monkeypatching is
+not seen by the next one. `Snippets.module_fixture` makes a module fixture that runs only the snippets of the tests
+selected in that module.
 """
 
 import json
@@ -16,11 +17,29 @@ import pytest
 from ..conftest import run_python
 
 _RUNNER = """
-import contextlib, io, json, os, sys, traceback, types
+import contextlib, importlib.machinery, io, json, os, sys, traceback, types
+OWN = ("pipelines", "privacy", "federated")
+pristine = {}  # each of this project's modules' attributes as its import left them
+
+
+class Pristine:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(name, path) if name.split(".")[0] in OWN else None
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def exec_module(module):
+                execute(module)
+                pristine[module.__name__] = dict(vars(module))
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, Pristine)
 results = {}
 for name, code in SNIPPETS.items():
-    own = lambda module: module.split(".")[0] in ("pipelines", "privacy", "federated")
-    saved = {module: dict(vars(sys.modules[module])) for module in list(sys.modules) if own(module)}
     folder = os.path.join(ROOT, name)
     os.makedirs(folder)
     stdout, error = io.StringIO(), None
@@ -29,7 +48,7 @@ for name, code in SNIPPETS.items():
             exec(compile(code, f"<snippet {name}>", "exec"), {"__name__": "__main__", "tmp_dir": folder})
     except BaseException:  # SystemExit too: a snippet's exit is its failure
         error = traceback.format_exc()
-    for module, attributes in saved.items():
+    for module, attributes in pristine.items():
         namespace = vars(sys.modules[module])
         for key in [key for key in namespace if key not in attributes]:
             if not isinstance(namespace[key], types.ModuleType):  # a submodule imported since stays
