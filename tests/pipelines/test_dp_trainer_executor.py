@@ -13,37 +13,49 @@ from scipy import stats
 from pipelines.privacy_ledger import UNCOVERED_PADDING_NAME
 from privacy.accounting import DpSgdMechanism, compute_epsilon
 
+from .shared_interpreter import Snippets, snippet_output
 
-def test_delta_not_below_one_over_n_fails_before_training(tmp_path, python_subprocess):
-    model_uri = tmp_path / "model"
-    code = f"""
+SNIPPETS = Snippets()
+"""The snippets of the tests that need no pipeline run: they share one fresh interpreter, each in its ``tmp_dir``."""
+executor_snippets = SNIPPETS.module_fixture(legacy_keras=True)
+
+
+@pytest.fixture
+def snippet_stdout(executor_snippets, request):
+    """The stdout of this test's snippet (registered with ``@SNIPPETS.of``), run by `executor_snippets`."""
+    return snippet_output(executor_snippets, request.node.originalname)
+
+
+@SNIPPETS.of("""
 import json, os
 import tensorflow as tf
 from tfx.types import standard_artifacts
 from pipelines.components.dp_trainer.executor import Executor
 from pipelines.components.dp_trainer.spec import InvalidPrivacySetting
-split = {str(tmp_path / "examples" / "Split-train")!r}
+split = os.path.join(tmp_dir, "examples", "Split-train")
 os.makedirs(split)
 with tf.io.TFRecordWriter(os.path.join(split, "data.gz"), options="GZIP") as writer:
     for i in range(150):
-        feature = {{"y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2]))}}
+        feature = {"y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2]))}
         writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 examples = standard_artifacts.Examples(); examples.uri = os.path.dirname(split)
 examples.split_names = '["train"]'
-model = standard_artifacts.Model(); model.uri = {str(model_uri)!r}
-run = standard_artifacts.ModelRun(); run.uri = {str(tmp_path / "run")!r}
-config = {{"private": True, "target_epsilon": 3.0, "delta": 0.01, "batch_size": 16, "epochs": 1}}
+model = standard_artifacts.Model(); model.uri = os.path.join(tmp_dir, "model")
+run = standard_artifacts.ModelRun(); run.uri = os.path.join(tmp_dir, "run")
+config = {"private": True, "target_epsilon": 3.0, "delta": 0.01, "batch_size": 16, "epochs": 1}
 try:
-    Executor().Do({{"examples": [examples]}}, {{"model": [model], "model_run": [run]}},
-                  {{"custom_config": json.dumps(config), "run_fn": "no.such.module.run_fn",
-                   "train_args": json.dumps({{"splits": ["train"]}}),
-                   "eval_args": json.dumps({{"splits": ["train"]}})}})
+    Executor().Do({"examples": [examples]}, {"model": [model], "model_run": [run]},
+                  {"custom_config": json.dumps(config), "run_fn": "no.such.module.run_fn",
+                   "train_args": json.dumps({"splits": ["train"]}),
+                   "eval_args": json.dumps({"splits": ["train"]})})
 except InvalidPrivacySetting as err:
     print("REFUSED", err.setting, err)
-"""
-    out = python_subprocess(code, legacy_keras=True).stdout
+""")
+def test_delta_not_below_one_over_n_fails_before_training(snippet_stdout, executor_snippets, request):
+    model_uri = os.path.join(executor_snippets[request.node.originalname]["dir"], "model")
+    out = snippet_stdout
     assert "REFUSED delta custom_config['delta']: must be below 1/n = 0.00667 for n = 150 training examples" in out
-    assert not model_uri.exists()  # nothing trained, nothing written
+    assert not os.path.exists(model_uri)  # nothing trained, nothing written
 
 
 TRAINING_RUNS = {
@@ -240,11 +252,8 @@ def test_truncated_poisson_training_records_the_truncated_events_and_the_batches
     )
 
 
-def test_a_private_run_whose_checkpoints_hold_metric_state_is_refused(tmp_path, python_subprocess):
-    """A run_fn that leaves a checkpoint with Keras' training-metric totals under the ModelRun artifact (a
-    ModelCheckpoint of a model not made private) fails the Trainer with one line naming the file; the reset
-    serving model alone passes."""
-    code = f"""
+@SNIPPETS.of("""
+import os
 import numpy as np
 import tf_keras as keras
 from pipelines.components.dp_trainer.executor import check_metric_state
@@ -252,21 +261,26 @@ x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
 model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
 model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["binary_accuracy"])
 model.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, verbose=0)
-model.save({str(tmp_path / "run" / "checkpoints" / "epoch_1")!r}, save_format="tf")
+model.save(os.path.join(tmp_dir, "run", "checkpoints", "epoch_1"), save_format="tf")
 model.reset_metrics()
-model.save({str(tmp_path / "model" / "Format-Serving")!r}, save_format="tf")
-check_metric_state([{str(tmp_path / "model")!r}])
+model.save(os.path.join(tmp_dir, "model", "Format-Serving"), save_format="tf")
+check_metric_state([os.path.join(tmp_dir, "model")])
 print("SERVING MODEL PASSES")
 try:
-    check_metric_state([{str(tmp_path / "model")!r}, {str(tmp_path / "run")!r}])
+    check_metric_state([os.path.join(tmp_dir, "model"), os.path.join(tmp_dir, "run")])
 except RuntimeError as err:
     print("REFUSED", err)
-"""
-    out = python_subprocess(code, legacy_keras=True).stdout
+""")
+def test_a_private_run_whose_checkpoints_hold_metric_state_is_refused(snippet_stdout, executor_snippets, request):
+    """A run_fn that leaves a checkpoint with Keras' training-metric totals under the ModelRun artifact (a
+    ModelCheckpoint of a model not made private) fails the Trainer with one line naming the file; the reset
+    serving model alone passes."""
+    folder = executor_snippets[request.node.originalname]["dir"]
+    out = snippet_stdout
     assert "SERVING MODEL PASSES" in out
     [line] = [line for line in out.splitlines() if line.startswith("REFUSED ")]
     assert "wrote 1 checkpoint(s) outside the guarantee" in line, line
-    assert f"{tmp_path}/run/checkpoints/epoch_1/variables/variables holds Keras metric state" in line, line
+    assert f"{folder}/run/checkpoints/epoch_1/variables/variables holds Keras metric state" in line, line
 
 
 def test_noisy_padding_training_records_sigma_c_its_joint_gaussian_and_the_clamp(executor_runs):

@@ -13,8 +13,21 @@ from pipelines.components.federated_trainer.spec import FederatedTrainingConfig,
 from pipelines.components.private_evaluator import coverage, lineage
 from privacy.accounting import DpSgdMechanism
 
+from .shared_interpreter import Snippets, snippet_output
+
+SNIPPETS = Snippets()
+"""The snippets of the tests that save tf-keras models: they share one fresh interpreter, each in its ``tmp_dir``."""
+tf_keras_snippets = SNIPPETS.module_fixture(legacy_keras=True)
+
+
+@pytest.fixture
+def snippet_stdout(tf_keras_snippets, request):
+    """The stdout of this test's snippet (registered with ``@SNIPPETS.of``), run by `tf_keras_snippets`."""
+    return snippet_output(tf_keras_snippets, request.node.originalname)
+
+
 SAVE = """
-import json, sys
+import json
 import numpy as np
 import tf_keras as keras
 from pipelines.components.private_evaluator import coverage, lineage
@@ -26,23 +39,22 @@ adapted.adapt(x)
 given = keras.layers.Normalization(mean=[0.0, 0.0], variance=[1.0, 1.0], name="given_norm")
 inputs = keras.Input((2,))
 model = keras.Model(inputs, keras.layers.Dense(1)(given(adapted(inputs))))
-model.save(sys.argv[1], save_format="tf")
+model.save(tmp_dir + "/model", save_format="tf")
 ledger = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10),
                                      l2_norm_clip=1.0, delta=1e-5)
-print("PROBLEMS " + json.dumps(coverage.artifact_problems(sys.argv[1], ledger)))
+print("PROBLEMS " + json.dumps(coverage.artifact_problems(tmp_dir + "/model", ledger)))
 """
 
 
-def test_a_tf_keras_model_with_an_adapted_normalization_is_not_covered(tmp_path, python_subprocess):
-    code = f"import sys; sys.argv[1:] = [{str(tmp_path / 'model')!r}]\n" + SAVE
-    out = python_subprocess(code, legacy_keras=True).stdout
-    [line] = [line for line in out.splitlines() if line.startswith("PROBLEMS ")]
+@SNIPPETS.of(SAVE)
+def test_a_tf_keras_model_with_an_adapted_normalization_is_not_covered(snippet_stdout):
+    [line] = [line for line in snippet_stdout.splitlines() if line.startswith("PROBLEMS ")]
     [problem] = json.loads(line[len("PROBLEMS ") :])
     assert "layer 'adapted_norm' (Normalization)" in problem and "Normalization(mean=..., variance=...)" in problem
 
 
 METRIC_STATE = """
-import json, sys
+import json
 import numpy as np
 import tf_keras as keras
 from privacy import training_state
@@ -50,31 +62,31 @@ x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
 model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
 model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["binary_accuracy"])
 model.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, verbose=0)
-model.save(sys.argv[1] + "/fitted", save_format="tf")
-model.save(sys.argv[1] + "/nested/checkpoints/epoch_1", save_format="tf")
+model.save(tmp_dir + "/fitted", save_format="tf")
+model.save(tmp_dir + "/nested/checkpoints/epoch_1", save_format="tf")
 model.reset_metrics()
-model.save(sys.argv[1] + "/reset", save_format="tf")
-model.save(sys.argv[1] + "/nested", save_format="tf")
+model.save(tmp_dir + "/reset", save_format="tf")
+model.save(tmp_dir + "/nested", save_format="tf")
 for name in ("fitted", "reset", "nested"):
-    print(name.upper() + " " + json.dumps(training_state.metric_state_problems(sys.argv[1] + "/" + name)))
+    print(name.upper() + " " + json.dumps(training_state.metric_state_problems(tmp_dir + "/" + name)))
 """
 
 
-def test_a_saved_model_holding_training_metric_state_is_not_covered(tmp_path, python_subprocess):
+@SNIPPETS.of(METRIC_STATE)
+def test_a_saved_model_holding_training_metric_state_is_not_covered(snippet_stdout, tf_keras_snippets, request):
     """Fail closed on the exact loss and accuracy totals tf-keras saves with a fitted model, in the model's own
     checkpoint or in one saved below it (a ModelCheckpoint inside the pushed folder); zeroed ones pass."""
-    code = f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + METRIC_STATE
-    out = python_subprocess(code, legacy_keras=True).stdout
+    folder = tf_keras_snippets[request.node.originalname]["dir"]
     found = {
         line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
-        for line in out.splitlines()
+        for line in snippet_stdout.splitlines()
         if line.startswith(("FITTED ", "RESET ", "NESTED "))
     }
     [problem] = found["FITTED"]
     assert "keras_api/metrics/0/total" in problem and "keras_api/metrics/1/count" in problem, problem
     assert found["RESET"] == []
     [problem] = found["NESTED"]
-    assert f"{tmp_path}/nested/checkpoints/epoch_1/variables/variables holds Keras metric state" in problem, problem
+    assert f"{folder}/nested/checkpoints/epoch_1/variables/variables holds Keras metric state" in problem, problem
 
 
 def _ledger(delta: float, n: int = 1000) -> pl.PrivacyLedger:
@@ -382,7 +394,7 @@ def test_keras3_archives_are_read_and_keras3_saved_models_are_refused_as_uninspe
 
 
 LAYER_METRIC = """
-import json, sys
+import json
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
@@ -403,26 +415,25 @@ x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
 model = keras.Sequential([keras.Input((2,)), Seen(name="seen_layer"), keras.layers.Dense(1)])
 model.compile(optimizer="sgd", loss="mse")
 model.reset_metrics()
-model.save(sys.argv[1] + "/unused", save_format="tf")
+model.save(tmp_dir + "/unused", save_format="tf")
 model.predict(x, verbose=0)
 model.reset_metrics()
-model.save(sys.argv[1] + "/reset", save_format="tf")
+model.save(tmp_dir + "/reset", save_format="tf")
 model.predict(x, verbose=0)
-model.save(sys.argv[1] + "/predicted", save_format="tf")
+model.save(tmp_dir + "/predicted", save_format="tf")
 print("SUM", float(x[:, 0].sum()))
 for name in ("unused", "reset", "predicted"):
-    print(name.upper() + " " + json.dumps(training_state.metric_state_problems(sys.argv[1] + "/" + name)))
+    print(name.upper() + " " + json.dumps(training_state.metric_state_problems(tmp_dir + "/" + name)))
 """
 
 
-def test_a_metric_a_layer_holds_is_metric_state_too(tmp_path, python_subprocess):
+@SNIPPETS.of(LAYER_METRIC)
+def test_a_metric_a_layer_holds_is_metric_state_too(snippet_stdout):
     """A Metric held by a layer and updated in call() (here by predict on the records: their exact sum) is saved
     under the layer's path, not under ``/metrics/``: it is found through the model's Keras metadata; reset or
     never updated, it passes."""
-    code = f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + LAYER_METRIC
-    out = python_subprocess(code, legacy_keras=True).stdout
-    found = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines() if " " in line}
-    assert json.loads(found["UNUSED"]) == [] and json.loads(found["RESET"]) == [], out
+    found = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in snippet_stdout.splitlines() if " " in line}
+    assert json.loads(found["UNUSED"]) == [] and json.loads(found["RESET"]) == [], snippet_stdout
     [problem] = json.loads(found["PREDICTED"])
     assert "predicted/variables/variables holds Keras metric state" in problem and "seen" in problem, problem
 

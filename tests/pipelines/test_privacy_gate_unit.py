@@ -11,7 +11,19 @@ from pipelines.components.private_evaluator import spec
 from pipelines.plan import resolve_plan
 from privacy.accounting import DpSgdMechanism, PrivacyBudget, compute_epsilon
 
+from .shared_interpreter import Snippets, snippet_output
+
 CLIENTS = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=3, sampling="fixed")
+
+SNIPPETS = Snippets()
+"""The snippets of the tests that need TFMA or TFX (with tf-keras): they share one fresh interpreter."""
+tfx_snippets = SNIPPETS.module_fixture(legacy_keras=True)
+
+
+@pytest.fixture
+def snippet_stdout(tfx_snippets, request):
+    """The stdout of this test's snippet (registered with ``@SNIPPETS.of``), run by `tfx_snippets`."""
+    return snippet_output(tfx_snippets, request.node.originalname)
 
 
 def _fedavg_ledger(**parameters):
@@ -68,8 +80,7 @@ def test_seeded_noise_is_no_guarantee_for_the_gate():
     assert math.isinf(epsilon) and "recorded seed" in note
 
 
-def test_the_budgets_unit_travels_in_the_eval_config(python_subprocess):
-    code = """
+@SNIPPETS.of("""
 from pipelines.components.private_evaluator import spec
 from pipelines.pipeline import eval_config
 config = lambda **kw: eval_config(spec.GateSettings(min_accuracy=0.5, max_membership_auc=0.6, epsilon_budget=2.0, **kw))
@@ -80,8 +91,9 @@ try:
     spec.privacy_metrics(epsilon_budget=2.0, privacy_unit="row")
 except ValueError as err:
     print(err)
-"""
-    lines = python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()
+""")
+def test_the_budgets_unit_travels_in_the_eval_config(snippet_stdout):
+    lines = snippet_stdout.strip().splitlines()
     assert lines[-3:] == [
         "user example",
         "replace-one None",
@@ -137,11 +149,7 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     assert math.isinf(spec.budget_epsilon(seeded, "example")[0])
 
 
-def test_the_push_decision_is_the_noisy_accuracy_and_exact_thresholds_are_refused(python_subprocess):
-    """The pipeline's EvalConfig thresholds only the noisy accuracy; a threshold on an exact TFMA metric is refused;
-    the Evaluator draws the noisy accuracy with the noise the ledger reserved (here 150 of 190 correct), and a
-    ledger that reserved none gets -inf, which no min_accuracy admits."""
-    code = """
+@SNIPPETS.of("""
 import json, math
 import numpy as np
 import tensorflow_model_analysis as tfma
@@ -173,8 +181,12 @@ out.update(mean=float(accuracy.mean()), std=float(accuracy.std()), counts=draws[
                                         ModelSpec)["noisy_accuracy"],
            check=executor._check("noisy_accuracy", -math.inf, 0.8, "", at_least=True)["passed"])
 print(json.dumps(out))
-"""
-    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+""")
+def test_the_push_decision_is_the_noisy_accuracy_and_exact_thresholds_are_refused(snippet_stdout):
+    """The pipeline's EvalConfig thresholds only the noisy accuracy; a threshold on an exact TFMA metric is refused;
+    the Evaluator draws the noisy accuracy with the noise the ledger reserved (here 150 of 190 correct), and a
+    ledger that reserved none gets -inf, which no min_accuracy admits."""
+    out = json.loads(snippet_stdout.strip().splitlines()[-1])
     assert out["min_accuracy"] == 0.8
     assert "a threshold on BinaryAccuracy would decide the push from an exact metric" in out["exact"]
     # c~/m~ with N(0, 25) on each count: delta method around 150/190
@@ -220,13 +232,7 @@ def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_leve
         FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "row"})
 
 
-def test_re_evaluating_the_same_model_returns_the_kept_release_and_other_records_are_refused(
-    tmp_path, python_subprocess
-):
-    """The ledger accounts one push-decision release: the first draw is kept (0600) in the Model artifact, a second
-    evaluation on the same held-out records returns it without counting or drawing again, and one on other records
-    gets -inf (no second draw)."""
-    code = f"""
+@SNIPPETS.of("""
 import json, os, stat
 from pipelines import privacy_ledger as pl
 from pipelines.components.private_evaluator import audit, executor, spec
@@ -241,7 +247,7 @@ class ModelSpec:
     label_key, prediction_key, signature_name = "y", "p", ""
 ledger = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122),
                                      l2_norm_clip=1.0, delta=1e-3, decision=NoisyAccuracy(std=5.0))
-root = {str(tmp_path)!r}
+root = tmp_dir
 for name, data in (("eval", b"records"), ("other", b"other records")):
     open(os.path.join(root, name), "wb").write(data)
 kept = os.path.join(root, executor.DECISION_RELEASE_FILE)
@@ -249,20 +255,22 @@ draws = [executor._push_decision("model", ledger, settings, [os.path.join(root, 
                                  release_path=kept) for _ in range(5)]
 other = executor._push_decision("model", ledger, settings, [os.path.join(root, "other")], ModelSpec,
                                 release_path=kept)
-print(json.dumps({{"draws": [[d["noisy_correct"], d["noisy_rows"], d["reused"]] for d in draws], "calls": len(calls),
+print(json.dumps({"draws": [[d["noisy_correct"], d["noisy_rows"], d["reused"]] for d in draws], "calls": len(calls),
                   "mode": stat.S_IMODE(os.stat(kept).st_mode), "other": str(other["noisy_accuracy"]),
-                  "note": other["note"]}}))
-"""
-    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+                  "note": other["note"]}))
+""")
+def test_re_evaluating_the_same_model_returns_the_kept_release_and_other_records_are_refused(snippet_stdout):
+    """The ledger accounts one push-decision release: the first draw is kept (0600) in the Model artifact, a second
+    evaluation on the same held-out records returns it without counting or drawing again, and one on other records
+    gets -inf (no second draw)."""
+    out = json.loads(snippet_stdout.strip().splitlines()[-1])
     first = out["draws"][0]
     assert first[2] is False and all(d == [first[0], first[1], True] for d in out["draws"][1:])
     assert out["calls"] == 1 and out["mode"] == 0o600
     assert out["other"] == "-inf" and "already drawn on other held-out records" in out["note"]
 
 
-def test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped(python_subprocess):
-    """Also: the exact statistics that decide the push are labelled outside the guarantee."""
-    code = """
+@SNIPPETS.of("""
 import dataclasses, json
 from pipelines import privacy_ledger as pl
 from pipelines.components.private_evaluator import executor, spec
@@ -282,8 +290,10 @@ except ValueError as err:
 print(json.dumps({"closed": executor._lineage(closed, 7, ledger), "skipped": executor._lineage(skipped, 7, ledger),
                   "reason": skipped.lineage_unchecked, "refused": refused,
                   "outside": executor.outside_the_guarantee(ledger)}))
-"""
-    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+""")
+def test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped(snippet_stdout):
+    """Also: the exact statistics that decide the push are labelled outside the guarantee."""
+    out = json.loads(snippet_stdout.strip().splitlines()[-1])
     [problem], warnings = out["closed"]
     assert "no ML Metadata path" in problem and warnings == []
     assert out["skipped"] == [
@@ -666,11 +676,7 @@ def test_a_plans_membership_audit_attacks_the_split_its_trainer_fits_the_model_o
         dataclasses.replace(resolve_plan(), gate={"epsilon_budget": 3.0})
 
 
-def test_a_hand_built_eval_config_that_would_bless_more_is_refused_when_the_evaluator_is_built(python_subprocess):
-    """An infinite epsilon budget (a model without a ledger has epsilon inf, and inf <= inf), and a second DpEpsilon
-    metric whose budget unit is laxer (the gate read the last one's settings), are refused by `spec.gate_settings`
-    and so by PrivateEvaluator at construction, in one line each."""
-    code = """
+@SNIPPETS.of("""
 import json
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -693,8 +699,12 @@ for metrics in ([unbounded, auc], [epsilon, auc, client_level], [epsilon, auc]):
         except ValueError as err:
             out.append(str(err))
 print(json.dumps(out))
-"""
-    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+""")
+def test_a_hand_built_eval_config_that_would_bless_more_is_refused_when_the_evaluator_is_built(snippet_stdout):
+    """An infinite epsilon budget (a model without a ledger has epsilon inf, and inf <= inf), and a second DpEpsilon
+    metric whose budget unit is laxer (the gate read the last one's settings), are refused by `spec.gate_settings`
+    and so by PrivateEvaluator at construction, in one line each."""
+    out = json.loads(snippet_stdout.strip().splitlines()[-1])
     unbounded, twice = (
         "epsilon_budget must be a finite number > 0, got inf",
         (
@@ -722,10 +732,7 @@ def test_the_gate_settings_default_once_and_the_command_line_takes_the_same_defa
         gate.epsilon_budget = 100.0
 
 
-def test_the_plans_gate_reaches_each_evaluator_whole(python_subprocess):
-    """The EvalConfig of each Evaluator reads back as the plan's `GateSettings`, with the pipeline's ML Metadata path
-    added; the non-private twin's without the audit (it has no ledger to audit); with the encrypted check too."""
-    code = """
+@SNIPPETS.of("""
 import dataclasses, json
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
@@ -739,8 +746,11 @@ pipeline = create_pipeline(pipeline_root="/tmp/unused", data_root="/tmp/unused",
 read = {c.id: spec.gate_settings(json_format.Parse(c.exec_properties["eval_config"], tfma.EvalConfig()))
         for c in pipeline.components if c.id.startswith("Evaluator")}
 print(json.dumps({"plan": dataclasses.asdict(plan.gate), **{k: dataclasses.asdict(v) for k, v in read.items()}}))
-"""
-    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+""")
+def test_the_plans_gate_reaches_each_evaluator_whole(snippet_stdout):
+    """The EvalConfig of each Evaluator reads back as the plan's `GateSettings`, with the pipeline's ML Metadata path
+    added; the non-private twin's without the audit (it has no ledger to audit); with the encrypted check too."""
+    out = json.loads(snippet_stdout.strip().splitlines()[-1])
     expected = {
         "epsilon_budget": 2.5,
         "max_membership_auc": 0.7,
@@ -759,12 +769,7 @@ print(json.dumps({"plan": dataclasses.asdict(plan.gate), **{k: dataclasses.asdic
     assert out["Evaluator_non_private"] == {**out["Evaluator"], "audit_canaries": None}
 
 
-def test_tfma_failure_messages_show_each_bound_beside_a_value_text_that_orders_as_the_numbers_do(python_subprocess):
-    """F8: the message showed one value text (the longest of the per-bound ones) against every bound; for
-    0.0166238438608439 in [0.016623843590135228, 0.01662384786565881] it read '0.016624 does not meet >= 0.01662384
-    and <= 0.0166238', the value printed above an upper bound it is below. Each bound now has its pair's own text
-    where the widths differ; one bound, or bounds that need the same width, read as before."""
-    code = """
+@SNIPPETS.of("""
 import json
 from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2, validation_result_pb2
 from pipelines.components.private_evaluator import executor
@@ -777,8 +782,13 @@ def message(value, lower=None, upper=None):
     ))
 print(json.dumps([message(0.0166238438608439, 0.016623843590135228, 0.01662384786565881),
                   message(0.81, 0.85), message(0.81, 0.85, 0.99), message(1.0000001, 0.5, 1.0), message(None, 0.85)]))
-"""
-    inside, lower, both, above, missing = json.loads(python_subprocess(code, legacy_keras=True).stdout.splitlines()[-1])
+""")
+def test_tfma_failure_messages_show_each_bound_beside_a_value_text_that_orders_as_the_numbers_do(snippet_stdout):
+    """F8: the message showed one value text (the longest of the per-bound ones) against every bound; for
+    0.0166238438608439 in [0.016623843590135228, 0.01662384786565881] it read '0.016624 does not meet >= 0.01662384
+    and <= 0.0166238', the value printed above an upper bound it is below. Each bound now has its pair's own text
+    where the widths differ; one bound, or bounds that need the same width, read as before."""
+    inside, lower, both, above, missing = json.loads(snippet_stdout.splitlines()[-1])
     assert inside == "m does not meet 0.016624 >= 0.01662384 and 0.01662 <= 0.0166238"
     pairs = [clause.split(" ") for clause in inside.removeprefix("m does not meet ").split(" and ")]
     assert [(float(v) > float(b), float(v) < float(b)) for v, _, b in pairs] == [(True, False), (False, True)]
@@ -787,12 +797,7 @@ print(json.dumps([message(0.0166238438608439, 0.016623843590135228, 0.0166238478
     assert missing == "m n/a does not meet >= 0.85"
 
 
-def test_a_delta_budget_equal_to_the_target_delta_refuses_with_distinct_numbers(python_subprocess):
-    """A ledger written with float32 noise's cut-off has delta 1e-5 plus ~1.3e-15 (the cut-off's at the ledger's
-    epsilon, crediting Poisson sampling): the Evaluator's delta check at a budget of 1e-5 fails and prints the value
-    above the bound (not '1e-05 > 1e-05'), as does TFMA's failure message; at 1.01 x the target delta (README's
-    advice) it passes."""
-    code = """
+@SNIPPETS.of("""
 import json
 from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2, validation_result_pb2
 from pipelines import privacy_ledger as pl
@@ -811,8 +816,13 @@ print(json.dumps({"delta": ledger.delta, "cutoff": ledger.cutoff_delta,
                   "equal": executor._check("delta", ledger.delta, 1e-5, "c"),
                   "above": executor._check("delta", ledger.delta, 1.01e-5, "c"),
                   "tfma": executor._failure_message(failure)}))
-"""
-    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+""")
+def test_a_delta_budget_equal_to_the_target_delta_refuses_with_distinct_numbers(snippet_stdout):
+    """A ledger written with float32 noise's cut-off has delta 1e-5 plus ~1.3e-15 (the cut-off's at the ledger's
+    epsilon, crediting Poisson sampling): the Evaluator's delta check at a budget of 1e-5 fails and prints the value
+    above the bound (not '1e-05 > 1e-05'), as does TFMA's failure message; at 1.01 x the target delta (README's
+    advice) it passes."""
+    out = json.loads(snippet_stdout.strip().splitlines()[-1])
     assert 1e-15 < out["cutoff"] < 2e-15 and out["delta"] == 1e-5 + out["cutoff"] and f"{out['delta']:.4g}" == "1e-05"
     shown = f"{out['delta']:.11g}"  # the fewest digits that print it above 1e-05 (~1e-5 + 1.3e-15)
     assert float(shown) > 1e-5 and f"{out['delta']:.10g}" == "1e-05"
