@@ -40,14 +40,16 @@ _STEPS = weakref.WeakKeyDictionary()  # model -> {(microbatches, xla, clip, batc
 
 def _released(model, x, y, w, microbatches=None, xla=False, clip=CLIP):
     """`clipped_gradient_sum` of one noiseless step, traced (and compiled, with ``xla``) once per model and settings
-    and called again on every batch of the same shapes, as a fit calls its step."""
+    and called again on every batch of the same shapes, as a fit calls its step. The steps hold the model weakly
+    (a strong reference from a value would keep its key, and every model, trace and compile, alive)."""
     steps = _STEPS.setdefault(model, {})
     key = (microbatches, xla, clip, len(w))
     if key not in steps:
         units = recording.find_units(model, layer_rules.rule_for)
         params = DPParams(clip, 0.0, microbatches)
+        held = weakref.ref(model)
         steps[key] = tf.function(
-            lambda x, y, w: clipped_gradient_sum(model, units, x, y, w, params, expected_batch_size=key[3]),
+            lambda x, y, w: clipped_gradient_sum(held(), units, x, y, w, params, expected_batch_size=key[3]),
             autograph=False,
             jit_compile=xla,
         )
