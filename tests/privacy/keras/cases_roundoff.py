@@ -10,6 +10,7 @@ Underflow too: records and factors whose scaled terms straddle float32's smalles
 kernels flush results and operands to 0 (`roundoff`'s absolute terms e).
 """
 
+import weakref
 from fractions import Fraction
 
 import numpy as np
@@ -34,16 +35,25 @@ def _model(inputs, outputs):
     return model
 
 
+_STEPS = weakref.WeakKeyDictionary()  # model -> {(microbatches, xla, clip, batch): its traced step}
+
+
 def _released(model, x, y, w, microbatches=None, xla=False, clip=CLIP):
-    units = recording.find_units(model, layer_rules.rule_for)
-    params = DPParams(clip, 0.0, microbatches)
-    batch = len(w)
-    step = tf.function(
-        lambda x, y, w: clipped_gradient_sum(model, units, x, y, w, params, expected_batch_size=batch),
-        autograph=False,
-        jit_compile=xla,
-    )
-    return step(tf.constant(x), tf.constant(y), tf.constant(w))
+    """`clipped_gradient_sum` of one noiseless step, traced (and compiled, with ``xla``) once per model and settings
+    and called again on every batch of the same shapes, as a fit calls its step. The steps hold the model weakly
+    (a strong reference from a value would keep its key, and every model, trace and compile, alive)."""
+    steps = _STEPS.setdefault(model, {})
+    key = (microbatches, xla, clip, len(w))
+    if key not in steps:
+        units = recording.find_units(model, layer_rules.rule_for)
+        params = DPParams(clip, 0.0, microbatches)
+        held = weakref.ref(model)
+        steps[key] = tf.function(
+            lambda x, y, w: clipped_gradient_sum(held(), units, x, y, w, params, expected_batch_size=key[3]),
+            autograph=False,
+            jit_compile=xla,
+        )
+    return steps[key](tf.constant(x), tf.constant(y), tf.constant(w))
 
 
 def _norm(sums):

@@ -568,7 +568,8 @@ def case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step():
             raise AssertionError("a fit beyond PLD's cost limits started")
         private = private_training(model)
         assert private.steps == 0
-        model.fit(x, y, epochs=10, verbose=0)
+        # One epoch of the 100 steps: the callback composes one PLD epsilon (seconds each), not one per epoch.
+        model.fit(x, y, epochs=1, steps_per_epoch=100, verbose=0)
         assert private.steps == 100
         expected = (
             dp_accounting.pld.PLDAccountant(
