@@ -37,7 +37,7 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
             "0.5",
             "--dp",
             "--noise-multiplier",
-            "0.7",
+            "1.5",
             "--clip",
             "fixed",
             "--clipping-norm",
@@ -53,7 +53,7 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
     assert result.exit_code == 0, result.output
     history = json.loads(result.stdout[result.stdout.index("{") :])
     assert [r["round"] for r in history["rounds"]] == [1, 2, 3]
-    event = dp_event.PoissonSampledDpEvent(0.4, dp_event.GaussianDpEvent(0.7))
+    event = dp_event.PoissonSampledDpEvent(0.4, dp_event.GaussianDpEvent(1.5))
     expected = dp_accounting.rdp.RdpAccountant().compose(event, 3).get_epsilon(1e-3)
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(expected, rel=1e-12)
     # One record changes one client's data with N fixed: a client replaced, accounted replace-one (PLD).
