@@ -20,8 +20,11 @@ from pipelines import private_root
 from privacy import validation
 
 RUNNERS = ("local", "beam")
-LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-"""Beam options of a local run: Beam's DirectRunner in this process, one worker."""
+LOCAL_BEAM_ARGS: tuple[str, ...] = ()
+"""Beam options of a local run: none, so Beam's defaults apply: its DirectRunner in this process, one worker
+(in_memory, direct_num_workers 1). Given any option but a dependency flag, TFX's Beam executors package TFX's
+installed tree for remote workers at every Beam stage (a ``setup.py sdist`` in a child process, about 2 s CPU;
+`tfx.utils.dependency_utils.make_beam_dependency_flags`), which a run in this process never reads."""
 DEFAULT_IMAGE = "ppml:latest"
 """Container image for Kubeflow: any image with ppml and TFX 1.21 installed."""
 
