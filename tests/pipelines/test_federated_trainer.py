@@ -13,8 +13,10 @@ import os
 import dp_accounting
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from dp_accounting import dp_event
 
+from pipelines.cli.main import cli
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 
 from ..conftest import run_python
@@ -285,10 +287,35 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     ],
 )
 def test_pipeline_command_refuses_federated_settings_it_cannot_run(tmp_path, options, message):
+    """In this process (click's CliRunner, stderr apart from stdout); one refusal also runs in a fresh
+    interpreter below."""
     root = tmp_path / "root"
-    proc = ppml("pipeline", "run", "--trainer", "federated", *options, "--pipeline-root", str(root), check=False)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    result = CliRunner().invoke(
+        cli, ["pipeline", "run", "--trainer", "federated", *options, "--pipeline-root", str(root)]
+    )
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.stderr.count("\n") == 1 and result.stdout == "", result.output
     assert not (root / "metadata.sqlite").exists()
+
+
+def test_a_federated_refusal_in_a_fresh_interpreter_is_one_line_on_stderr_and_exit_2(tmp_path):
+    """The real entry point: exit status 2, and nothing else on the process's stderr (an import's or a
+    library's message, which the in-process refusals above cannot see)."""
+    root = tmp_path / "root"
+    proc = ppml(
+        "pipeline",
+        "run",
+        "--trainer",
+        "federated",
+        "--trainer-config",
+        "[1]",
+        "--pipeline-root",
+        str(root),
+        check=False,
+    )
+    assert proc.returncode == 2 and proc.stdout == "", (proc.stdout, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and "must be a JSON object" in proc.stderr, proc.stderr
+    assert not root.exists()
 
 
 def test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger(
