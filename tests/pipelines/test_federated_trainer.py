@@ -925,7 +925,7 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
         "num_clients": 10,
         "rounds": 2,
         "private": True,
-        "target_epsilon": 3.0,
+        "noise_multiplier": 1.3,  # given: the listing does not depend on how z was chosen
         "num_classes": 2,
         "max_examples_per_client": 4,
     }
@@ -957,7 +957,7 @@ def test_every_dp_fedavg_ledger_lists_the_client_count_as_public_and_the_report_
     from privacy import PrivacyBudget
     from privacy.accounting import NoiseDraws
 
-    settings = {"label_key": "y", "num_clients": 25, "rounds": 2, "private": True, "target_epsilon": 3.0}
+    settings = {"label_key": "y", "num_clients": 25, "rounds": 2, "private": True, "noise_multiplier": 1.2}
     plan = FederatedTrainingConfig.for_trainer({**settings, "num_classes": 2}).plan(25)
     m = plan.mechanism
     budget = PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units())
@@ -997,7 +997,7 @@ def test_a_dp_fedavg_ledger_adds_its_noise_cutoffs_delta_and_refuses_one_over_on
     from privacy import PrivacyBudget
     from privacy.accounting import NoiseCutoff, NoiseDraws
 
-    settings = {"label_key": "y", "num_clients": 10, "rounds": 2, "private": True, "target_epsilon": 3.0}
+    settings = {"label_key": "y", "num_clients": 10, "rounds": 2, "private": True, "noise_multiplier": 1.3}
     plan = FederatedTrainingConfig.for_trainer({**settings, "num_classes": 2}).plan(10)
     m = plan.mechanism
     strategy = plan.strategy()
