@@ -20,8 +20,10 @@ from pipelines import private_root
 from privacy import validation
 
 RUNNERS = ("local", "beam")
-LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-"""Beam options of a local run: Beam's DirectRunner in this process, one worker."""
+LOCAL_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
+"""Beam options of a local run: Beam's FnApiRunner in this process, one worker. Named, not Beam's default
+DirectRunner: that first translates the pipeline for the Prism runner, a binary it downloads from GitHub, and
+falls back to this runner where the download fails."""
 DEFAULT_IMAGE = "ppml:latest"
 """Container image for Kubeflow: any image with ppml and TFX 1.21 installed."""
 
