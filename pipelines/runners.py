@@ -20,11 +20,12 @@ from pipelines import private_root
 from privacy import validation
 
 RUNNERS = ("local", "beam")
-LOCAL_BEAM_ARGS: tuple[str, ...] = ()
-"""Beam options of a local run: none, so Beam's defaults apply: its DirectRunner in this process, one worker
-(in_memory, direct_num_workers 1). Given any option but a dependency flag, TFX's Beam executors package TFX's
-installed tree for remote workers at every Beam stage (a ``setup.py sdist`` in a child process, about 2 s CPU;
-`tfx.utils.dependency_utils.make_beam_dependency_flags`), which a run in this process never reads."""
+LOCAL_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
+"""Beam options of a local run: Beam's FnApiRunner in this process, one worker. Named, not Beam's default
+DirectRunner: that first translates the pipeline for the Prism runner, a binary it downloads from GitHub, and
+falls back to this runner where the download fails. Given any option, TFX's Beam executors also package TFX's installed
+tree for remote workers at every Beam stage (a ``setup.py sdist``, about 2 s CPU; `tfx.utils.dependency_utils`),
+which a run in this process never reads: the price of naming the runner."""
 DEFAULT_IMAGE = "ppml:latest"
 """Container image for Kubeflow: any image with ppml and TFX 1.21 installed."""
 

@@ -66,7 +66,7 @@ def _analyze(
     out = str(tmp_path_factory.mktemp("transform"))
     metadata = tft.DatasetMetadata.from_feature_spec(spec or _spec(rows))
     with tft_beam.Context(temp_dir=str(tmp_path_factory.mktemp("tmp")), force_tf_compat_v1=tf1):
-        with beam.Pipeline() as pipeline:
+        with beam.Pipeline(runner="FnApiRunner") as pipeline:  # as `pipelines.runners.LOCAL_BEAM_ARGS` names it
             transform_fn = (pipeline | beam.Create(rows, reshuffle=False), metadata) | tft_beam.AnalyzeDataset(
                 functools.partial(preprocessing_fn, custom_config=custom_config)
             )
