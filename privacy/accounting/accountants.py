@@ -7,6 +7,8 @@ example-level guarantee into a user-level one for users with at most K examples.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import enum
 import functools
 import importlib.metadata
@@ -249,15 +251,73 @@ def _memoised_epsilon(
 def _composed_epsilon(
     event: dp_event.DpEvent, delta: float, kind: AccountantKind, relation: NeighboringRelation, group_size: int
 ) -> float:
+    with _grid_refused(event, kind, relation):
+        return float(make_accountant(kind, relation, group_size).compose(event).get_epsilon(delta))
+
+
+@contextlib.contextmanager
+def _grid_refused(event: dp_event.DpEvent, kind: AccountantKind, relation: NeighboringRelation):
     """Raises UnsupportedAccounting for a PLD grid too large to compose (`pld_grid.grid_reason`, checked first;
     a MemoryError that numpy raises before allocating a grid past the estimate is reported the same way)."""
     reason = grid_reason(event, relation) if kind is AccountantKind.PLD else None
     if reason:
         raise UnsupportedAccounting(reason)
     try:
-        return float(make_accountant(kind, relation, group_size).compose(event).get_epsilon(delta))
+        yield
     except MemoryError:
         raise UnsupportedAccounting(
             f"the {kind.value.upper()} accountant's grid for these events does not fit in memory (noise too small "
             f"for its discretisation)"
         ) from None
+
+
+class PriorEvents:
+    """Fixed events composed once (on first use), for the epsilons of those events followed by another.
+
+    `epsilon` equals ``epsilon_of(ComposedDpEvent(prior + [event]), ...)`` bit for bit: dp-accounting composes a
+    ComposedDpEvent part by part in its order, so composing ``event`` onto a copy of the composed prior does the same
+    arithmetic (PLD's pairwise convolutions, RDP's sums, group privacy's search on top). It is not memoised.
+    """
+
+    def __init__(
+        self,
+        prior,
+        kind: AccountantKind | str,
+        relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
+        group_size: int = 1,
+    ):
+        self._prior = dp_event.ComposedDpEvent(list(prior))
+        self._kind, self._relation = AccountantKind(kind), NeighboringRelation(relation)
+        self._group_size = validation.integer("group_size", group_size, minimum=1)
+        self._composed: dp_accounting.PrivacyAccountant | None = None
+
+    def accountant(self) -> dp_accounting.PrivacyAccountant:
+        """A new accountant that holds the prior events and whose ledger is empty (as `calibrate_dp_mechanism` asks
+        of a fresh one); what it composes leaves this object and every other one it returned unchanged."""
+        if self._composed is None:
+            with _grid_refused(self._prior, self._kind, self._relation):
+                self._composed = make_accountant(self._kind, self._relation, self._group_size).compose(self._prior)
+        return _AfterPrior(copy.deepcopy(self._composed))
+
+    def epsilon(self, event: dp_event.DpEvent, target_delta: float) -> float:
+        """Epsilon at ``target_delta`` of the prior events, then ``event`` (NoOpDpEvent: of the prior alone)."""
+        accountant = self.accountant()
+        with _grid_refused(event, self._kind, self._relation):
+            return float(accountant.compose(event).get_epsilon(target_delta))
+
+
+class _AfterPrior(dp_accounting.PrivacyAccountant):
+    """A copy of an accountant that composed the prior events, with a ledger of its own that starts empty."""
+
+    def __init__(self, composed: dp_accounting.PrivacyAccountant):
+        super().__init__(composed.neighboring_relation)
+        self._inner = composed
+
+    def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        return self._inner._maybe_compose(event, count, do_compose)
+
+    def get_epsilon(self, target_delta: float) -> float:
+        return self._inner.get_epsilon(target_delta)
+
+    def get_delta(self, target_epsilon: float) -> float:
+        return self._inner.get_delta(target_epsilon)
