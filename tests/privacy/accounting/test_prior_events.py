@@ -87,7 +87,6 @@ CASES = {
     "pld-group-2": ("pld", dict(SMALL, max_examples_per_user=2), PRIOR, 4.0),
     "pld-noisy-padding": ("pld", dict(SMALL, batch_size_noise_multiplier=6.0), PRIOR, 2.0),
     "pld-truncated": ("pld", TRUNCATED, PRIOR, 3.0),
-    "pld-truncated-replace-one": ("pld", dict(TRUNCATED, adjacency="replace-one"), PRIOR, 6.0),
     "pld-no-prior": ("pld", SMALL, [], 1.0),
 }
 
