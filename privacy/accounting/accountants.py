@@ -1,8 +1,10 @@
 """dp-accounting's RDP and PLD accountants, and group privacy on top of either.
 
 ppml does not re-derive privacy analyses: every epsilon comes from `dp_accounting.rdp.RdpAccountant`
-or `dp_accounting.pld.PLDAccountant`. The one addition is `GroupPrivacyAccountant`, which turns an
-example-level guarantee into a user-level one for users with at most K examples.
+or `dp_accounting.pld.PLDAccountant`. The one analysis added is `GroupPrivacyAccountant`, which turns an
+example-level guarantee into a user-level one for users with at most K examples. The rest only saves work and
+gives dp-accounting's own floats: `epsilon_of`'s memo, `StepSharingPldAccountant` (one-step PLDs built once) and
+`PriorEvents` (fixed events composed once).
 """
 
 from __future__ import annotations
