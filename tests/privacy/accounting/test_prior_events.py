@@ -84,8 +84,9 @@ POISSON = dict(dataset_size=2000, batch_size=40, noise_multiplier=1.0, steps=60)
 SMALL = dict(dataset_size=200, batch_size=20, noise_multiplier=1.0, steps=4)  # PLD calibrations: seconds each
 CASES = {  # (accountant, mechanism, prior, target epsilon, tolerance)
     "rdp-add-remove": ("rdp", POISSON, PRIOR, 2.0, 1e-4),
+    "rdp-replace-one-fixed": ("rdp", dict(POISSON, sampling="fixed", adjacency="replace-one"), PRIOR, 3.0, 1e-4),
     "rdp-group-2": ("rdp", dict(POISSON, max_examples_per_user=2), PRIOR, 4.0, 1e-4),
-    "rdp-replace-one-shuffle-group-3": (
+    "rdp-shuffle-group-3": (  # replace-one adjacency, accounted under add-remove (sensitivity in sigma)
         "rdp",
         dict(POISSON, sampling="shuffle", steps=150, max_examples_per_user=3),
         PRIOR,
