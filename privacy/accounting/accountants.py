@@ -172,7 +172,11 @@ class StepSharingPldAccountant(dp_accounting.pld.PLDAccountant):
 
 def _private_step(event: dp_event.DpEvent) -> bool:
     """Whether ``event`` is a step `_step_pld` builds (dp-accounting's other branches, e.g. zero noise or zero
-    sampling probability, are left to it)."""
+    sampling probability, and events that cannot be a key, e.g. with a numpy array in a field, are left to it)."""
+    try:
+        hash(event)
+    except TypeError:
+        return False
     if isinstance(event, dp_event.PoissonSampledDpEvent):
         inner = event.event
         return (

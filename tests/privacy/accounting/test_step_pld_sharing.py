@@ -3,6 +3,7 @@
 import math
 
 import dp_accounting as dpa
+import numpy as np
 import pytest
 from dp_accounting import dp_event
 from dp_accounting.pld import privacy_loss_distribution
@@ -25,6 +26,9 @@ EVENTS = {
     "poisson and truncated": dp_event.ComposedDpEvent([TRUNCATED, dp_event.SelfComposedDpEvent(STEP, 3)]),
     "sampling probability 0": dp_event.PoissonSampledDpEvent(0.0, dp_event.GaussianDpEvent(1.0)),
     "noise 0": dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(0.0)),
+    "numpy array fields (no key)": dp_event.SelfComposedDpEvent(
+        dp_event.PoissonSampledDpEvent(np.array(0.02), dp_event.GaussianDpEvent(np.array(1.1))), 3
+    ),
     "poisson laplace": dp_event.SelfComposedDpEvent(
         dp_event.PoissonSampledDpEvent(0.1, dp_event.LaplaceDpEvent(2.0)), 5
     ),
