@@ -26,7 +26,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 from privacy import validation
 from privacy.accounting.events import event_from_json, event_to_json
-from privacy.accounting.pld_grid import PLD_VALUE_DISCRETIZATION_INTERVAL, grid_reason
+from privacy.accounting.pld_grid import PLD_VALUE_DISCRETIZATION_INTERVAL, gaussian_grid_values, grid_reason
 
 NeighboringRelation = dp_accounting.NeighboringRelation
 
@@ -36,6 +36,12 @@ EPSILON_MEMO_SIZE = 4096
 STEP_PLD_MEMO_SIZE = 4
 """Most one-step PLDs `StepSharingPldAccountant` keeps in memory. At the product's grid a Poisson-sampled step takes
 about 1 MB at noise multiplier 1, 23 MB at 0.1 and 63 MB at calibration's floor 0.05 (built in 0.4, 12, 28 s CPU)."""
+
+GAUSSIAN_PLD_MEMO_SIZE = 16
+"""Most Gaussian PLDs (e.g. private preprocessing releases) `StepSharingPldAccountant` keeps in memory, each of at
+most `GAUSSIAN_PLD_MAX_VALUES` values (Gaussians needing more are built every time)."""
+GAUSSIAN_PLD_MAX_VALUES = 10**6
+"""Largest grid of a kept Gaussian PLD (8 MB a float64 array; noise multiplier about 0.2 and above)."""
 
 
 class UnsupportedAccounting(ValueError):
@@ -154,15 +160,26 @@ class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
 
 
 class StepSharingPldAccountant(dp_accounting.pld.PLDAccountant):
-    """dp-accounting's PLDAccountant whose one-step PLD of a DP-SGD step (a Poisson-sampled or truncated subsampled
-    Gaussian) is built once per process (the `STEP_PLD_MEMO_SIZE` latest) and shared between compositions.
+    """dp-accounting's PLDAccountant whose PLDs of one event are built once per process and shared between
+    compositions: a DP-SGD step (a Poisson-sampled or truncated subsampled Gaussian; the `STEP_PLD_MEMO_SIZE` latest)
+    and a Gaussian release (e.g. private preprocessing; the `GAUSSIAN_PLD_MEMO_SIZE` latest, grids of at most
+    `GAUSSIAN_PLD_MAX_VALUES` values).
 
-    Every epsilon is the float dp-accounting's own accountant gives: the step's PLD comes from the call dp-accounting
+    Every epsilon is the float dp-accounting's own accountant gives: each PLD comes from the call dp-accounting
     makes with the same arguments, PLDs are never changed in place (composing makes a new one), and it is then
-    self-composed and composed exactly as there. Its gain: per-epoch epsilons, step-count searches and resumed
-    ledgers re-compose the same step (building it is most of a PLD epsilon's time)."""
+    self-composed and composed exactly as there. Its gain: per-epoch epsilons, step-count searches, resumed ledgers
+    and every figure over a pipeline's preprocessing releases re-compose the same events (building a PLD is most of
+    a PLD epsilon's time)."""
 
     def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        if do_compose and isinstance(event, dp_event.GaussianDpEvent) and event.noise_multiplier != 0:
+            # dp-accounting composes count Gaussians as one of standard deviation sigma / sqrt(count)
+            standard_deviation = event.noise_multiplier / math.sqrt(count)
+            relation, interval = self.neighboring_relation, self._value_discretization_interval
+            if gaussian_grid_values(standard_deviation, relation, interval) <= GAUSSIAN_PLD_MAX_VALUES:
+                gaussian = _gaussian_pld(standard_deviation, relation, interval)
+                self._pld = self._pld.compose(gaussian)
+                return None
         if do_compose and _private_step(event):
             step = _step_pld(event, self.neighboring_relation, self._value_discretization_interval)
             self._pld = self._pld.compose(step.self_compose(count))
@@ -212,6 +229,15 @@ def _step_pld(event: dp_event.DpEvent, relation: NeighboringRelation, interval: 
         noise_multiplier=event.noise_multiplier,
         value_discretization_interval=interval,
         neighboring_relation=relation,
+    )
+
+
+@functools.lru_cache(maxsize=GAUSSIAN_PLD_MEMO_SIZE)
+def _gaussian_pld(standard_deviation: float, relation: NeighboringRelation, interval: float):
+    """The PLD of a Gaussian of ``standard_deviation`` (sensitivity 1), built as `PLDAccountant._maybe_compose` builds
+    it (dp-accounting 0.6.0)."""
+    return dp_accounting.pld.privacy_loss_distribution.from_gaussian_mechanism(
+        standard_deviation=standard_deviation, value_discretization_interval=interval, neighboring_relation=relation
     )
 
 

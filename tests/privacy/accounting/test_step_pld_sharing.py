@@ -1,4 +1,5 @@
-"""`StepSharingPldAccountant`: dp-accounting's PLDAccountant's floats, with each DP-SGD step's PLD built once."""
+"""`StepSharingPldAccountant`: dp-accounting's PLDAccountant's floats, with each DP-SGD step's and each Gaussian
+release's PLD built once."""
 
 import math
 
@@ -16,7 +17,12 @@ STEP = dp_event.PoissonSampledDpEvent(0.02, dp_event.GaussianDpEvent(1.1))
 TRUNCATED = dp_event.TruncatedSubsampledGaussianDpEvent(
     dataset_size=100, sampling_probability=0.05, truncated_batch_size=9, noise_multiplier=1.2
 )
+RELEASES = [dp_event.GaussianDpEvent(8.0)] * 6 + [dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(20.0), 3)]
 EVENTS = {
+    "gaussian": dp_event.GaussianDpEvent(8.0),
+    "gaussian x 5 (one of sigma / sqrt 5)": dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(3.0), 5),
+    "releases, then poisson x 40": dp_event.ComposedDpEvent([*RELEASES, dp_event.SelfComposedDpEvent(STEP, 40)]),
+    "gaussian noise 0": dp_event.GaussianDpEvent(0.0),
     "poisson x 40": dp_event.SelfComposedDpEvent(STEP, 40),
     "poisson x 90": dp_event.SelfComposedDpEvent(STEP, 90),
     "prior, then poisson x 40": dp_event.ComposedDpEvent(
@@ -78,3 +84,22 @@ def test_a_step_is_built_once_whatever_its_count(monkeypatch):
 def test_the_product_s_pld_accountants_share_steps():
     assert isinstance(accountants.make_accountant("pld"), StepSharingPldAccountant)
     assert isinstance(accountants.make_accountant("pld", group_size=2)._inner, StepSharingPldAccountant)
+
+
+def test_a_gaussian_release_is_built_once_and_one_over_the_grid_bound_every_time(monkeypatch):
+    built = []
+    real = privacy_loss_distribution.from_gaussian_mechanism
+    monkeypatch.setattr(
+        privacy_loss_distribution, "from_gaussian_mechanism", lambda **kw: built.append(kw) or real(**kw)
+    )
+    accountants._gaussian_pld.cache_clear()
+    releases = dp_event.ComposedDpEvent([dp_event.GaussianDpEvent(7.5)] * 10)
+    first, second = (
+        StepSharingPldAccountant(value_discretization_interval=1e-3).compose(releases).get_epsilon(1e-5)
+        for _ in range(2)
+    )
+    assert first == second and len(built) == 1
+    monkeypatch.setattr(accountants, "GAUSSIAN_PLD_MAX_VALUES", 10)  # this Gaussian's grid holds more
+    StepSharingPldAccountant(value_discretization_interval=1e-3).compose(dp_event.GaussianDpEvent(6.5))
+    StepSharingPldAccountant(value_discretization_interval=1e-3).compose(dp_event.GaussianDpEvent(6.5))
+    assert len(built) == 3 and accountants._gaussian_pld.cache_info().currsize == 1
