@@ -33,15 +33,13 @@ NeighboringRelation = dp_accounting.NeighboringRelation
 EPSILON_MEMO_SIZE = 4096
 """Most epsilons `epsilon_of` keeps in memory (a PLD epsilon costs up to seconds; a memoised one, a float)."""
 
-STEP_PLD_MEMO_SIZE = 4
-"""Most one-step PLDs `StepSharingPldAccountant` keeps in memory. At the product's grid a Poisson-sampled step takes
-about 1 MB at noise multiplier 1, 23 MB at 0.1 and 63 MB at calibration's floor 0.05 (built in 0.4, 12, 28 s CPU)."""
-
-GAUSSIAN_PLD_MEMO_SIZE = 16
-"""Most Gaussian PLDs (e.g. private preprocessing releases) `StepSharingPldAccountant` keeps in memory, each of at
-most `GAUSSIAN_PLD_MAX_VALUES` values (Gaussians needing more are built every time)."""
-GAUSSIAN_PLD_MAX_VALUES = 10**6
-"""Largest grid of a kept Gaussian PLD (8 MB a float64 array; noise multiplier about 0.2 and above)."""
+SHARED_PLD_MEMO_SIZE = 8
+"""Most one-event PLDs `StepSharingPldAccountant` keeps in memory."""
+SHARED_PLD_MAX_VALUES = 2 * 10**6
+"""Largest grid of a kept PLD as `_grid_estimate` puts it (16 MB a float64 array; at the product's grid, noise
+multiplier about 0.1 and above under add-remove, 0.2 under replace-one): so the kept PLDs hold at most a few hundred
+MB. A Poisson-sampled step of noise multiplier 1 takes about 1 MB, one of 0.1 about 23 MB. Events needing more are
+built every time."""
 
 
 class UnsupportedAccounting(ValueError):
@@ -160,10 +158,9 @@ class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
 
 
 class StepSharingPldAccountant(dp_accounting.pld.PLDAccountant):
-    """dp-accounting's PLDAccountant whose PLDs of one event are built once per process and shared between
-    compositions: a DP-SGD step (a Poisson-sampled or truncated subsampled Gaussian; the `STEP_PLD_MEMO_SIZE` latest)
-    and a Gaussian release (e.g. private preprocessing; the `GAUSSIAN_PLD_MEMO_SIZE` latest, grids of at most
-    `GAUSSIAN_PLD_MAX_VALUES` values).
+    """dp-accounting's PLDAccountant whose PLD of one event, a Gaussian release (e.g. private preprocessing) or a
+    DP-SGD step (a Poisson-sampled or truncated subsampled Gaussian), is built once per process and shared between
+    compositions (the `SHARED_PLD_MEMO_SIZE` latest, of grids up to `SHARED_PLD_MAX_VALUES`).
 
     Every epsilon is the float dp-accounting's own accountant gives: each PLD comes from the call dp-accounting
     makes with the same arguments, PLDs are never changed in place (composing makes a new one), and it is then
@@ -172,49 +169,51 @@ class StepSharingPldAccountant(dp_accounting.pld.PLDAccountant):
     a PLD epsilon's time)."""
 
     def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
-        if do_compose and isinstance(event, dp_event.GaussianDpEvent) and event.noise_multiplier != 0:
+        relation, interval = self.neighboring_relation, self._value_discretization_interval
+        if do_compose and isinstance(event, dp_event.GaussianDpEvent) and _shared(event, relation, interval):
             # dp-accounting composes count Gaussians as one of standard deviation sigma / sqrt(count)
-            standard_deviation = event.noise_multiplier / math.sqrt(count)
-            relation, interval = self.neighboring_relation, self._value_discretization_interval
-            if gaussian_grid_values(standard_deviation, relation, interval) <= GAUSSIAN_PLD_MAX_VALUES:
-                gaussian = _gaussian_pld(standard_deviation, relation, interval)
-                self._pld = self._pld.compose(gaussian)
+            gaussian = dp_event.GaussianDpEvent(event.noise_multiplier / math.sqrt(count))
+            if _shared(gaussian, relation, interval):
+                self._pld = self._pld.compose(_one_event_pld(gaussian, relation, interval))
                 return None
-        if do_compose and _private_step(event):
-            step = _step_pld(event, self.neighboring_relation, self._value_discretization_interval)
-            self._pld = self._pld.compose(step.self_compose(count))
+        elif do_compose and _shared(event, relation, interval):
+            self._pld = self._pld.compose(_one_event_pld(event, relation, interval).self_compose(count))
             return None
         return super()._maybe_compose(event, count, do_compose)
 
 
-def _private_step(event: dp_event.DpEvent) -> bool:
-    """Whether ``event`` is a step `_step_pld` builds (dp-accounting's other branches, e.g. zero noise or zero
-    sampling probability, and events that cannot be a key, e.g. with a numpy array in a field, are left to it)."""
+def _shared(event: dp_event.DpEvent, relation: NeighboringRelation, interval: float) -> bool:
+    """Whether `_one_event_pld` builds ``event``'s PLD and keeps it: dp-accounting's other branches (zero noise, zero
+    sampling probability), events that cannot be a key (e.g. a numpy array in a field) and grids over
+    `SHARED_PLD_MAX_VALUES` are left to it."""
     try:
         hash(event)
     except TypeError:
         return False
-    if isinstance(event, dp_event.PoissonSampledDpEvent):
-        inner = event.event
-        return (
-            isinstance(inner, dp_event.GaussianDpEvent)
-            and event.sampling_probability != 0
-            and inner.noise_multiplier != 0
-        )
-    if isinstance(event, dp_event.TruncatedSubsampledGaussianDpEvent):
-        return (
-            event.sampling_probability != 0
-            and event.truncated_batch_size != 0
-            and event.dataset_size != 0
-            and event.noise_multiplier != 0
-        )
-    return False
+    if isinstance(event, dp_event.GaussianDpEvent):
+        sigma, shareable = event.noise_multiplier, True
+    elif isinstance(event, dp_event.PoissonSampledDpEvent) and isinstance(event.event, dp_event.GaussianDpEvent):
+        sigma, shareable = event.event.noise_multiplier, event.sampling_probability != 0
+    elif isinstance(event, dp_event.TruncatedSubsampledGaussianDpEvent):
+        sigma = event.noise_multiplier
+        shareable = event.sampling_probability != 0 and event.truncated_batch_size != 0 and event.dataset_size != 0
+        relation = NeighboringRelation.REPLACE_ONE  # its loss spans a sensitivity-2 Gaussian's under either relation
+    else:
+        return False
+    return shareable and sigma > 0 and gaussian_grid_values(sigma, relation, interval) <= SHARED_PLD_MAX_VALUES
 
 
-@functools.lru_cache(maxsize=STEP_PLD_MEMO_SIZE)
-def _step_pld(event: dp_event.DpEvent, relation: NeighboringRelation, interval: float):
-    """The PLD of one step, built as `PLDAccountant._maybe_compose` builds it (dp-accounting 0.6.0)."""
+@functools.lru_cache(maxsize=SHARED_PLD_MEMO_SIZE)
+def _one_event_pld(event: dp_event.DpEvent, relation: NeighboringRelation, interval: float):
+    """The PLD of one Gaussian, Poisson-sampled Gaussian or truncated subsampled Gaussian event, built as
+    `PLDAccountant._maybe_compose` builds it (dp-accounting 0.6.0)."""
     pld = dp_accounting.pld.privacy_loss_distribution
+    if isinstance(event, dp_event.GaussianDpEvent):
+        return pld.from_gaussian_mechanism(
+            standard_deviation=event.noise_multiplier,
+            value_discretization_interval=interval,
+            neighboring_relation=relation,
+        )
     if isinstance(event, dp_event.PoissonSampledDpEvent):
         return pld.from_gaussian_mechanism(
             standard_deviation=event.event.noise_multiplier,
@@ -229,15 +228,6 @@ def _step_pld(event: dp_event.DpEvent, relation: NeighboringRelation, interval: 
         noise_multiplier=event.noise_multiplier,
         value_discretization_interval=interval,
         neighboring_relation=relation,
-    )
-
-
-@functools.lru_cache(maxsize=GAUSSIAN_PLD_MEMO_SIZE)
-def _gaussian_pld(standard_deviation: float, relation: NeighboringRelation, interval: float):
-    """The PLD of a Gaussian of ``standard_deviation`` (sensitivity 1), built as `PLDAccountant._maybe_compose` builds
-    it (dp-accounting 0.6.0)."""
-    return dp_accounting.pld.privacy_loss_distribution.from_gaussian_mechanism(
-        standard_deviation=standard_deviation, value_discretization_interval=interval, neighboring_relation=relation
     )
 
 

@@ -70,7 +70,7 @@ def test_a_step_is_built_once_whatever_its_count(monkeypatch):
     monkeypatch.setattr(
         privacy_loss_distribution, "from_gaussian_mechanism", lambda **kw: built.append(kw) or real(**kw)
     )
-    accountants._step_pld.cache_clear()
+    accountants._one_event_pld.cache_clear()
     step = dp_event.PoissonSampledDpEvent(0.03, dp_event.GaussianDpEvent(1.3))
     epsilons = [
         StepSharingPldAccountant(value_discretization_interval=1e-3)
@@ -92,14 +92,18 @@ def test_a_gaussian_release_is_built_once_and_one_over_the_grid_bound_every_time
     monkeypatch.setattr(
         privacy_loss_distribution, "from_gaussian_mechanism", lambda **kw: built.append(kw) or real(**kw)
     )
-    accountants._gaussian_pld.cache_clear()
+    accountants._one_event_pld.cache_clear()
     releases = dp_event.ComposedDpEvent([dp_event.GaussianDpEvent(7.5)] * 10)
     first, second = (
         StepSharingPldAccountant(value_discretization_interval=1e-3).compose(releases).get_epsilon(1e-5)
         for _ in range(2)
     )
     assert first == second and len(built) == 1
-    monkeypatch.setattr(accountants, "GAUSSIAN_PLD_MAX_VALUES", 10)  # this Gaussian's grid holds more
+    monkeypatch.setattr(accountants, "SHARED_PLD_MAX_VALUES", 10)  # this Gaussian's grid holds more
     StepSharingPldAccountant(value_discretization_interval=1e-3).compose(dp_event.GaussianDpEvent(6.5))
     StepSharingPldAccountant(value_discretization_interval=1e-3).compose(dp_event.GaussianDpEvent(6.5))
-    assert len(built) == 3 and accountants._gaussian_pld.cache_info().currsize == 1
+    assert len(built) == 3 and accountants._one_event_pld.cache_info().currsize == 1
+    step = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(0.03, dp_event.GaussianDpEvent(1.3)), 4)
+    StepSharingPldAccountant(value_discretization_interval=1e-3).compose(step)
+    StepSharingPldAccountant(value_discretization_interval=1e-3).compose(step)
+    assert len(built) == 5 and accountants._one_event_pld.cache_info().currsize == 1
