@@ -1,12 +1,16 @@
 """dp-accounting's RDP and PLD accountants, and group privacy on top of either.
 
 ppml does not re-derive privacy analyses: every epsilon comes from `dp_accounting.rdp.RdpAccountant`
-or `dp_accounting.pld.PLDAccountant`. The one addition is `GroupPrivacyAccountant`, which turns an
-example-level guarantee into a user-level one for users with at most K examples.
+or `dp_accounting.pld.PLDAccountant`. The one analysis added is `GroupPrivacyAccountant`, which turns an
+example-level guarantee into a user-level one for users with at most K examples. The rest only saves work and
+gives dp-accounting's own floats: `epsilon_of`'s memo, `StepSharingPldAccountant` (one-step PLDs built once) and
+`PriorEvents` (fixed events composed once).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import enum
 import functools
 import importlib.metadata
@@ -22,12 +26,20 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 from privacy import validation
 from privacy.accounting.events import event_from_json, event_to_json
-from privacy.accounting.pld_grid import PLD_VALUE_DISCRETIZATION_INTERVAL, grid_reason
+from privacy.accounting.pld_grid import PLD_VALUE_DISCRETIZATION_INTERVAL, gaussian_grid_values, grid_reason
 
 NeighboringRelation = dp_accounting.NeighboringRelation
 
 EPSILON_MEMO_SIZE = 4096
 """Most epsilons `epsilon_of` keeps in memory (a PLD epsilon costs up to seconds; a memoised one, a float)."""
+
+SHARED_PLD_MEMO_SIZE = 8
+"""Most one-event PLDs `StepSharingPldAccountant` keeps in memory."""
+SHARED_PLD_MAX_VALUES = 2 * 10**6
+"""Largest grid of a kept PLD as `_grid_estimate` puts it (16 MB a float64 array; at the product's grid, noise
+multiplier about 0.1 and above under add-remove, 0.2 under replace-one): so the kept PLDs hold at most a few hundred
+MB. A Poisson-sampled step of noise multiplier 1 takes about 1 MB, one of 0.1 about 23 MB. Events needing more are
+built every time."""
 
 
 class UnsupportedAccounting(ValueError):
@@ -61,7 +73,7 @@ def make_accountant(
     if kind is AccountantKind.RDP:
         accountant = CheckedRdpAccountant(neighboring_relation=relation)
     else:
-        accountant = dp_accounting.pld.PLDAccountant(
+        accountant = StepSharingPldAccountant(
             neighboring_relation=relation, value_discretization_interval=PLD_VALUE_DISCRETIZATION_INTERVAL
         )
     if group_size > 1:
@@ -143,6 +155,80 @@ class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
 
     def get_delta(self, target_epsilon: float) -> float:
         return self.get_delta_and_optimal_order(target_epsilon)[0]
+
+
+class StepSharingPldAccountant(dp_accounting.pld.PLDAccountant):
+    """dp-accounting's PLDAccountant whose PLD of one event, a Gaussian release (e.g. private preprocessing) or a
+    DP-SGD step (a Poisson-sampled or truncated subsampled Gaussian), is built once per process and shared between
+    compositions (the `SHARED_PLD_MEMO_SIZE` latest, of grids up to `SHARED_PLD_MAX_VALUES`).
+
+    Every epsilon is the float dp-accounting's own accountant gives: each PLD comes from the call dp-accounting
+    makes with the same arguments, PLDs are never changed in place (composing makes a new one), and it is then
+    self-composed and composed exactly as there. Its gain: per-epoch epsilons, step-count searches, resumed ledgers
+    and every figure over a pipeline's preprocessing releases re-compose the same events (building a PLD is most of
+    a PLD epsilon's time)."""
+
+    def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        relation, interval = self.neighboring_relation, self._value_discretization_interval
+        if do_compose and isinstance(event, dp_event.GaussianDpEvent) and _shared(event, relation, interval):
+            # dp-accounting composes count Gaussians as one of standard deviation sigma / sqrt(count)
+            gaussian = dp_event.GaussianDpEvent(event.noise_multiplier / math.sqrt(count))
+            if _shared(gaussian, relation, interval):
+                self._pld = self._pld.compose(_one_event_pld(gaussian, relation, interval))
+                return None
+        elif do_compose and _shared(event, relation, interval):
+            self._pld = self._pld.compose(_one_event_pld(event, relation, interval).self_compose(count))
+            return None
+        return super()._maybe_compose(event, count, do_compose)
+
+
+def _shared(event: dp_event.DpEvent, relation: NeighboringRelation, interval: float) -> bool:
+    """Whether `_one_event_pld` builds ``event``'s PLD and keeps it: dp-accounting's other branches (zero noise, zero
+    sampling probability), events that cannot be a key (e.g. a numpy array in a field) and grids over
+    `SHARED_PLD_MAX_VALUES` are left to it."""
+    try:
+        hash(event)
+    except TypeError:
+        return False
+    if isinstance(event, dp_event.GaussianDpEvent):
+        sigma, shareable = event.noise_multiplier, True
+    elif isinstance(event, dp_event.PoissonSampledDpEvent) and isinstance(event.event, dp_event.GaussianDpEvent):
+        sigma, shareable = event.event.noise_multiplier, event.sampling_probability != 0
+    elif isinstance(event, dp_event.TruncatedSubsampledGaussianDpEvent):
+        sigma = event.noise_multiplier
+        shareable = event.sampling_probability != 0 and event.truncated_batch_size != 0 and event.dataset_size != 0
+        relation = NeighboringRelation.REPLACE_ONE  # its loss spans a sensitivity-2 Gaussian's under either relation
+    else:
+        return False
+    return shareable and sigma > 0 and gaussian_grid_values(sigma, relation, interval) <= SHARED_PLD_MAX_VALUES
+
+
+@functools.lru_cache(maxsize=SHARED_PLD_MEMO_SIZE)
+def _one_event_pld(event: dp_event.DpEvent, relation: NeighboringRelation, interval: float):
+    """The PLD of one Gaussian, Poisson-sampled Gaussian or truncated subsampled Gaussian event, built as
+    `PLDAccountant._maybe_compose` builds it (dp-accounting 0.6.0)."""
+    pld = dp_accounting.pld.privacy_loss_distribution
+    if isinstance(event, dp_event.GaussianDpEvent):
+        return pld.from_gaussian_mechanism(
+            standard_deviation=event.noise_multiplier,
+            value_discretization_interval=interval,
+            neighboring_relation=relation,
+        )
+    if isinstance(event, dp_event.PoissonSampledDpEvent):
+        return pld.from_gaussian_mechanism(
+            standard_deviation=event.event.noise_multiplier,
+            value_discretization_interval=interval,
+            sampling_prob=event.sampling_probability,
+            neighboring_relation=relation,
+        )
+    return pld.from_truncated_subsampled_gaussian_mechanism(
+        dataset_size=event.dataset_size,
+        sampling_probability=event.sampling_probability,
+        truncated_batch_size=event.truncated_batch_size,
+        noise_multiplier=event.noise_multiplier,
+        value_discretization_interval=interval,
+        neighboring_relation=relation,
+    )
 
 
 def group_delta(epsilon: float, delta: float, group_size: int) -> float:
@@ -249,15 +335,73 @@ def _memoised_epsilon(
 def _composed_epsilon(
     event: dp_event.DpEvent, delta: float, kind: AccountantKind, relation: NeighboringRelation, group_size: int
 ) -> float:
+    with _grid_refused(event, kind, relation):
+        return float(make_accountant(kind, relation, group_size).compose(event).get_epsilon(delta))
+
+
+@contextlib.contextmanager
+def _grid_refused(event: dp_event.DpEvent, kind: AccountantKind, relation: NeighboringRelation):
     """Raises UnsupportedAccounting for a PLD grid too large to compose (`pld_grid.grid_reason`, checked first;
     a MemoryError that numpy raises before allocating a grid past the estimate is reported the same way)."""
     reason = grid_reason(event, relation) if kind is AccountantKind.PLD else None
     if reason:
         raise UnsupportedAccounting(reason)
     try:
-        return float(make_accountant(kind, relation, group_size).compose(event).get_epsilon(delta))
+        yield
     except MemoryError:
         raise UnsupportedAccounting(
             f"the {kind.value.upper()} accountant's grid for these events does not fit in memory (noise too small "
             f"for its discretisation)"
         ) from None
+
+
+class PriorEvents:
+    """Fixed events composed once (on first use), for the epsilons of those events followed by another.
+
+    `epsilon` equals ``epsilon_of(ComposedDpEvent(prior + [event]), ...)`` bit for bit: dp-accounting composes a
+    ComposedDpEvent part by part in its order, so composing ``event`` onto a copy of the composed prior does the same
+    arithmetic (PLD's pairwise convolutions, RDP's sums, group privacy's search on top). It is not memoised.
+    """
+
+    def __init__(
+        self,
+        prior,
+        kind: AccountantKind | str,
+        relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
+        group_size: int = 1,
+    ):
+        self._prior = dp_event.ComposedDpEvent(list(prior))
+        self._kind, self._relation = AccountantKind(kind), NeighboringRelation(relation)
+        self._group_size = validation.integer("group_size", group_size, minimum=1)
+        self._composed: dp_accounting.PrivacyAccountant | None = None
+
+    def accountant(self) -> dp_accounting.PrivacyAccountant:
+        """A new accountant that holds the prior events and whose ledger is empty (as `calibrate_dp_mechanism` asks
+        of a fresh one); what it composes leaves this object and every other one it returned unchanged."""
+        if self._composed is None:
+            with _grid_refused(self._prior, self._kind, self._relation):
+                self._composed = make_accountant(self._kind, self._relation, self._group_size).compose(self._prior)
+        return _AfterPrior(copy.deepcopy(self._composed))
+
+    def epsilon(self, event: dp_event.DpEvent, target_delta: float) -> float:
+        """Epsilon at ``target_delta`` of the prior events, then ``event`` (NoOpDpEvent: of the prior alone)."""
+        accountant = self.accountant()
+        with _grid_refused(event, self._kind, self._relation):
+            return float(accountant.compose(event).get_epsilon(target_delta))
+
+
+class _AfterPrior(dp_accounting.PrivacyAccountant):
+    """A copy of an accountant that composed the prior events, with a ledger of its own that starts empty."""
+
+    def __init__(self, composed: dp_accounting.PrivacyAccountant):
+        super().__init__(composed.neighboring_relation)
+        self._inner = composed
+
+    def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        return self._inner._maybe_compose(event, count, do_compose)
+
+    def get_epsilon(self, target_delta: float) -> float:
+        return self._inner.get_epsilon(target_delta)
+
+    def get_delta(self, target_epsilon: float) -> float:
+        return self._inner.get_delta(target_epsilon)

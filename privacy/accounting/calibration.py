@@ -6,6 +6,7 @@ the returned value meets the target); ppml only supplies the event family and a 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -13,7 +14,7 @@ import dp_accounting
 from dp_accounting import dp_event
 
 from privacy import validation
-from privacy.accounting.accountants import AccountantKind, epsilon_of, make_accountant
+from privacy.accounting.accountants import AccountantKind, PriorEvents, epsilon_of, make_accountant
 from privacy.accounting.mechanism import (
     NOISE_MULTIPLIER_RANGE,
     PLD_MAX_EPSILON,
@@ -70,21 +71,22 @@ def calibrate_noise_multiplier(
     kind = _check(mechanism, target_epsilon, target_delta, accountant)
     _check_pld_target(mechanism, kind, target_epsilon)
     prior = list(prior_events)
-    if prior and _epsilon(dp_event.ComposedDpEvent(prior), mechanism, kind, target_delta) >= target_epsilon:
+    composed = functools.cache(lambda k: _prior_events(prior, mechanism, k))  # each accountant's, composed once
+    if prior and composed(kind).epsilon(dp_event.NoOpDpEvent(), target_delta) >= target_epsilon:
         raise ValueError(
             f"the {len(prior)} prior events alone spend epsilon >= {target_epsilon} at delta "
             f"{target_delta:g}; nothing is left for training"
         )
     floor = _lowest_noise_multiplier(mechanism, kind)
     if mechanism.batch_size_noise_multiplier is not None:
-        _check_padding_noise(mechanism, kind, target_epsilon, target_delta, prior)
+        _check_padding_noise(mechanism, kind, target_epsilon, target_delta, composed)
 
-    def run(sigma: float) -> dp_event.DpEvent:
-        event = mechanism.replace(noise_multiplier=sigma).dp_event()
-        return dp_event.ComposedDpEvent(prior + [event]) if prior else event
+    def run(sigma: float) -> dp_event.DpEvent:  # the run's own event, composed after the prior
+        return mechanism.replace(noise_multiplier=sigma).dp_event()
 
+    @functools.cache
     def epsilon_gap(sigma: float) -> float:
-        return _epsilon(run(sigma), mechanism, kind, target_delta) - target_epsilon
+        return composed(kind).epsilon(run(sigma), target_delta) - target_epsilon
 
     lo = hi = max(
         floor,
@@ -122,7 +124,7 @@ def calibrate_noise_multiplier(
                 f"too loose to calibrate"
             )
     return dp_accounting.calibrate_dp_mechanism(
-        lambda: make_accountant(kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1),
+        composed(kind).accountant,
         run,
         target_epsilon,
         target_delta,
@@ -235,20 +237,19 @@ def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) ->
     return max(MIN_NOISE_MULTIPLIER, (step_floor**-2 - sigma_c**-2) ** -0.5 * (1 + 1e-9))
 
 
-def _check_padding_noise(mechanism: DpSgdMechanism, kind: AccountantKind, target_epsilon, target_delta, prior):
+def _check_padding_noise(mechanism: DpSgdMechanism, kind: AccountantKind, target_epsilon, target_delta, composed):
     """Refuses (`PaddingNoiseTooSmall`) a target that the run with steps of noise multiplier sigma_c, the limit of
     sigma_eff as sigma grows, does not undercut. RDP (milliseconds) first: below the target there, PLD is taken to
     reach it too (otherwise the search itself says no sigma reaches it); above it, PLD decides unless RDP's epsilon
-    is beyond `PLD_MAX_EPSILON`."""
+    is beyond `PLD_MAX_EPSILON`. ``composed(kind)``: the prior events' `PriorEvents` for that accountant."""
     sigma_c = mechanism.batch_size_noise_multiplier
     limit = mechanism.replace(noise_multiplier=sigma_c, batch_size_noise_multiplier=None).dp_event()
-    event = dp_event.ComposedDpEvent(prior + [limit]) if prior else limit
     try:
-        epsilon, by = _epsilon(event, mechanism, AccountantKind.RDP, target_delta), AccountantKind.RDP
+        epsilon, by = composed(AccountantKind.RDP).epsilon(limit, target_delta), AccountantKind.RDP
     except UnsupportedAccounting:  # RDP's numerical floor: an epsilon near 0
         return
     if epsilon >= target_epsilon and kind is AccountantKind.PLD and epsilon <= PLD_MAX_EPSILON:
-        epsilon, by = _epsilon(event, mechanism, kind, target_delta), kind
+        epsilon, by = composed(kind).epsilon(limit, target_delta), kind
     if epsilon >= target_epsilon:
         raise PaddingNoiseTooSmall(
             f"batch_size_noise_multiplier {sigma_c:g} is too small for epsilon {target_epsilon:g} at delta "
@@ -275,6 +276,10 @@ def _check(mechanism: DpSgdMechanism, target_epsilon: float, target_delta: float
     if reason:
         raise UnsupportedAccounting(reason)
     return kind
+
+
+def _prior_events(prior, mechanism: DpSgdMechanism, kind: AccountantKind) -> PriorEvents:
+    return PriorEvents(prior, kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1)
 
 
 def _epsilon(event, mechanism: DpSgdMechanism, kind: AccountantKind, delta: float) -> float:

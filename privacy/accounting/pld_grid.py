@@ -28,12 +28,10 @@ _TAIL_STDS = math.sqrt(2 * 50)  # dp-accounting cuts a Gaussian's tails where e^
 def grid_reason(event: dp_event.DpEvent, relation: NeighboringRelation) -> str | None:
     """Why dp-accounting's PLD accountant is not asked to compose ``event`` under ``relation`` (one of its
     Gaussian or Laplace events needs a grid of more than `PLD_MAX_GRID_VALUES` values), or None."""
-    shift = 2.0 if relation is NeighboringRelation.REPLACE_ONE else 1.0
     for leaf, count in _leaves(event, 1):
         if isinstance(leaf, dp_event.GaussianDpEvent) and leaf.noise_multiplier > 0:
             # dp-accounting composes count Gaussians as one of noise multiplier s / sqrt(count)
-            s = leaf.noise_multiplier / math.sqrt(count)
-            values = (2 * _TAIL_STDS * shift / s + (shift / s) ** 2) / PLD_VALUE_DISCRETIZATION_INTERVAL
+            values = gaussian_grid_values(leaf.noise_multiplier / math.sqrt(count), relation)
         elif isinstance(leaf, dp_event.LaplaceDpEvent) and leaf.noise_multiplier > 0:
             values = count * 2 / leaf.noise_multiplier / PLD_VALUE_DISCRETIZATION_INTERVAL
         else:
@@ -46,6 +44,16 @@ def grid_reason(event: dp_event.DpEvent, relation: NeighboringRelation) -> str |
                 f"discretisation)"
             )
     return None
+
+
+def gaussian_grid_values(
+    standard_deviation: float, relation: NeighboringRelation, interval: float = PLD_VALUE_DISCRETIZATION_INTERVAL
+) -> float:
+    """About how many values the PLD grid (of ``interval``) of a Gaussian of ``standard_deviation`` (sensitivity 1)
+    holds."""
+    shift = 2.0 if relation is NeighboringRelation.REPLACE_ONE else 1.0
+    s = standard_deviation
+    return (2 * _TAIL_STDS * shift / s + (shift / s) ** 2) / interval
 
 
 def _leaves(event: dp_event.DpEvent, count: int):
