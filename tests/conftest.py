@@ -117,6 +117,7 @@ SLOW_TESTS = {
     "test_a_self_trained_student_leaves_the_ledgers_epsilon_unchanged_and_the_ledger_and_report_name_it",
     "test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_gate",
     "test_a_trainer_module_that_takes_a_non_private_step_is_accounting_inconsistent",
+    "test_calibrated_noise_is_the_uncached_one",
     "test_default_is_b_plus_four_sd_and_the_table_names_the_event",
     "test_epochs_affords_the_steps_of_the_joint_gaussian",
     "test_epochs_says_why_not_one_step_fits_under_a_tight_cap",
