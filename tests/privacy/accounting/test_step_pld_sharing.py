@@ -64,13 +64,19 @@ def test_epsilons_and_deltas_are_dp_accountings_own(relation, interval):
         assert shared.get_delta(1.5) == plain.get_delta(1.5), name
 
 
-def test_a_step_is_built_once_whatever_its_count(monkeypatch):
-    built = []
+@pytest.fixture
+def built(monkeypatch):
+    """The calls of dp-accounting's `from_gaussian_mechanism` from here on (the kept PLDs cleared first)."""
+    calls = []
     real = privacy_loss_distribution.from_gaussian_mechanism
     monkeypatch.setattr(
-        privacy_loss_distribution, "from_gaussian_mechanism", lambda **kw: built.append(kw) or real(**kw)
+        privacy_loss_distribution, "from_gaussian_mechanism", lambda **kw: calls.append(kw) or real(**kw)
     )
     accountants._one_event_pld.cache_clear()
+    return calls
+
+
+def test_a_step_is_built_once_whatever_its_count(built):
     step = dp_event.PoissonSampledDpEvent(0.03, dp_event.GaussianDpEvent(1.3))
     epsilons = [
         StepSharingPldAccountant(value_discretization_interval=1e-3)
@@ -86,13 +92,7 @@ def test_the_product_s_pld_accountants_share_steps():
     assert isinstance(accountants.make_accountant("pld", group_size=2)._inner, StepSharingPldAccountant)
 
 
-def test_a_gaussian_release_is_built_once_and_one_over_the_grid_bound_every_time(monkeypatch):
-    built = []
-    real = privacy_loss_distribution.from_gaussian_mechanism
-    monkeypatch.setattr(
-        privacy_loss_distribution, "from_gaussian_mechanism", lambda **kw: built.append(kw) or real(**kw)
-    )
-    accountants._one_event_pld.cache_clear()
+def test_a_gaussian_release_is_built_once_and_one_over_the_grid_bound_every_time(built, monkeypatch):
     releases = dp_event.ComposedDpEvent([dp_event.GaussianDpEvent(7.5)] * 10)
     first, second = (
         StepSharingPldAccountant(value_discretization_interval=1e-3).compose(releases).get_epsilon(1e-5)
