@@ -3,7 +3,7 @@ layers and against naive per-example clipping.
 
 The reference clipped sum takes each example's gradient alone (a batch of one, `tf.GradientTape`), clips it and adds
 them up, never going through the layer rules; the clip is the median norm, so it binds for about half the examples.
-Every XLA assertion here is an equality within a tolerance (1e-4 relative), so XLA's CPU code runs unoptimised
+Every XLA assertion here is an equality within a tolerance (1e-4 relative), so LLVM compiles XLA's CPU code at -O0
 (`XLA_BACKEND_O0`, tests/privacy/keras/conftest.py); round-off is checked at XLA's default level in cases_roundoff.
 """
 
