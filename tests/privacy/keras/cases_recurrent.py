@@ -3,6 +3,8 @@ layers and against naive per-example clipping.
 
 The reference clipped sum takes each example's gradient alone (a batch of one, `tf.GradientTape`), clips it and adds
 them up, never going through the layer rules; the clip is the median norm, so it binds for about half the examples.
+Every XLA assertion here is an equality within a tolerance (1e-4 relative), so LLVM compiles XLA's CPU code at -O0
+(`XLA_BACKEND_O0`, tests/privacy/keras/conftest.py); round-off is checked at XLA's default level in cases_roundoff.
 """
 
 import contextlib
@@ -16,6 +18,7 @@ from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
 
 K = compat.default_keras()
 L = K.layers
+XLA_BACKEND_O0 = True
 BATCH = 5
 T = 6
 IDS = np.array(  # 0 is masked (Embedding(mask_zero=True)): leading, inner and trailing gaps, a fully masked row

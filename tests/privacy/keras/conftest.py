@@ -1,11 +1,16 @@
 """Runs each test case on both Keras flavours.
 
 A case is a function ``case_*`` in a ``cases_*.py`` module of this folder, written once against
-``privacy.keras.compat.default_keras()``. On Keras 3 it runs in the pytest process; on tf-keras all the
-cases of a module run in one fresh interpreter with TF_USE_LEGACY_KERAS=1, which reports each case's
-traceback or success as it ends. A case that runs past `CASE_TIMEOUT_S` or ends the interpreter fails
-with its own name, and the module's cases after it run in a fresh interpreter. Modules that must
-configure TensorFlow before it starts (``isolated=True``) run in a fresh interpreter on Keras 3 too.
+``privacy.keras.compat.default_keras()``. On Keras 3 it runs in the pytest process; on tf-keras the cases of a module
+that the session runs (all, unless ``-k`` or ``-m`` leaves some out) run in one fresh interpreter with
+TF_USE_LEGACY_KERAS=1, which reports each case's traceback or success as it ends. A case that runs past
+`CASE_TIMEOUT_S` or ends the interpreter fails with its own name, and the module's cases after it run in a fresh
+interpreter. Modules that must configure TensorFlow before it starts (``isolated=True``) run in a fresh interpreter on
+Keras 3 too. So does a module that sets ``XLA_BACKEND_O0 = True``: both its interpreters run with
+`XLA_BACKEND_O0_FLAG` in XLA_FLAGS, which lowers only LLVM's optimisation of XLA's CPU code (about a third less CPU
+for a first XLA call). A module may opt in only if its XLA assertions are equalities within tolerances (clipped sums
+against naive clipping) or trace-time decisions, never round-off, directed rounding, bit-exactness or non-finite
+handling, which must be checked on the code XLA builds by default (cases_roundoff, cases_clipping).
 A case run in a fresh interpreter reports as its duration (pytest's --durations, JUnit's time) its own wall time
 there, the interpreter's start and the module's import charged to the first case it runs, instead of the time the
 pytest process waited (the whole interpreter's run for the module's first case, nothing for the others).
@@ -34,6 +39,7 @@ _START, _END = "@@ppml-case-start@@", "@@ppml-case-end@@"
 _subprocess_runs: dict[tuple[str, str], tuple[dict[str, str | None], dict[str, float]]] = {}
 """Per (module, flavour): what `_run_in_fresh_interpreters` returned."""
 _OWN_SECONDS = pytest.StashKey[float]()
+XLA_BACKEND_O0_FLAG = "--xla_backend_optimization_level=0"
 
 _RUNNER = """
 import importlib.util, json, sys, traceback
@@ -59,7 +65,7 @@ for name in names:
 
 
 def _run_in_fresh_interpreters(
-    module: str, names: list[str], legacy_keras: bool
+    module: str, names: list[str], legacy_keras: bool, xla_o0: bool
 ) -> tuple[dict[str, str | None], dict[str, float]]:
     """Runs the cases ``names`` of ``cases_<module>.py`` in order in a fresh interpreter: ({name: traceback or None},
     {name: wall seconds}). A case past `CASE_TIMEOUT_S` (or whose interpreter exits) fails with that message, and the
@@ -69,18 +75,21 @@ def _run_in_fresh_interpreters(
     seconds: dict[str, float] = {}
     while len(results) < len(names):
         todo = [name for name in names if name not in results]
-        results.update(_run_until_a_case_fails_to_end(module, todo, legacy_keras, seconds))
+        results.update(_run_until_a_case_fails_to_end(module, todo, legacy_keras, xla_o0, seconds))
     return results, seconds
 
 
 def _run_until_a_case_fails_to_end(
-    module: str, names: list[str], legacy_keras: bool, seconds: dict[str, float]
+    module: str, names: list[str], legacy_keras: bool, xla_o0: bool, seconds: dict[str, float]
 ) -> dict[str, str | None]:
     """Runs the cases ``names`` in one fresh interpreter until they all end or one runs past `CASE_TIMEOUT_S` or ends
     the interpreter: {name: traceback or None} of the cases that ended and of that one (of all left, if it ended
-    between cases). Adds each case's wall seconds to ``seconds``, the interpreter's start to its first case's."""
+    between cases). Adds each case's wall seconds to ``seconds``, the interpreter's start to its first case's. With
+    ``xla_o0``, XLA_FLAGS gets `XLA_BACKEND_O0_FLAG`."""
     code = _RUNNER.format(names=names, path=os.path.join(HERE, f"{module}.py"), start=_START, end=_END)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1" if legacy_keras else "0")
+    if xla_o0:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {XLA_BACKEND_O0_FLAG}".strip()
     results: dict[str, str | None] = {}
     current, problem = None, None
     since = time.monotonic()  # the interpreter's start, then the end of the last case
@@ -129,11 +138,23 @@ def _run_until_a_case_fails_to_end(
     return results
 
 
+def _module_tree(module: str) -> ast.Module:
+    with open(os.path.join(HERE, f"{module}.py")) as f:
+        return ast.parse(f.read())
+
+
 def case_names(module: str) -> list[str]:
     """The ``case_*`` functions of ``cases_<module>.py``, in file order, read without importing it."""
-    with open(os.path.join(HERE, f"{module}.py")) as f:
-        tree = ast.parse(f.read())
+    tree = _module_tree(module)
     return [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("case_")]
+
+
+def xla_backend_o0(module: str) -> bool:
+    """Whether ``cases_<module>.py`` sets ``XLA_BACKEND_O0 = True`` at its top level, read without importing it."""
+    for node in _module_tree(module).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["XLA_BACKEND_O0"]:
+            return ast.literal_eval(node.value) is True
+    return False
 
 
 def load_cases(module: str):
@@ -145,17 +166,31 @@ def load_cases(module: str):
     return loaded
 
 
+def _selected_cases(request, module: str, case: str, flavour: str) -> list[str]:
+    """The cases of ``cases_<module>.py`` this session runs on ``flavour`` from the test file of ``request`` (``case``
+    among them), in file order: a fresh interpreter runs those only (not the cases `-k` or `-m` left out)."""
+    chosen = {case}
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.path == request.node.path and params.get("flavour") == flavour and "case" in params:
+            chosen.add(params["case"])
+    return [name for name in case_names(module) if name in chosen]
+
+
 @pytest.fixture
 def run_case(request):
     """``run_case(module, case, flavour, isolated=False)`` runs one case on "keras3" or "tf_keras"."""
 
     def run(module: str, case: str, flavour: str, isolated: bool = False) -> None:
-        if flavour == "keras3" and not isolated:
+        xla_o0 = xla_backend_o0(module)
+        if flavour == "keras3" and not isolated and not xla_o0:
             getattr(load_cases(module), case)()
             return
         key = (module, flavour)
         if key not in _subprocess_runs:
-            _subprocess_runs[key] = _run_in_fresh_interpreters(module, case_names(module), flavour == "tf_keras")
+            _subprocess_runs[key] = _run_in_fresh_interpreters(
+                module, _selected_cases(request, module, case, flavour), flavour == "tf_keras", xla_o0
+            )
         results, seconds = _subprocess_runs[key]
         request.node.stash[_OWN_SECONDS] = seconds.get(case, 0.0)
         if case not in results:
