@@ -1,4 +1,4 @@
-"""The Apache Beam runner: the same round on the DirectRunner here, or on Flink, Spark or Dataflow.
+"""The Apache Beam runner: the same round on Beam's FnApiRunner here, or on Flink, Spark or Dataflow.
 
 Per round the driver builds one pipeline (a Beam pipeline is acyclic, so the round loop stays in the
 driver): the round's client chunks -> Reshuffle -> ParDo(train the chunk; server state as a side
@@ -11,12 +11,14 @@ on first use and keeps it, so a round's pipeline carries only the plan, the stat
 The CombineFn is `TreeSum` (plain) or a modular sum (secure), both independent of bundle splits and
 merge order, so the result is bitwise the in-process result for the same seed when workers run the
 same TensorFlow build. Each round still pays the runner's fixed cost of starting a pipeline (about
-1.5-2 s on the DirectRunner here), so put many clients in a round.
+1.5-2 s here), so put many clients in a round.
 
 Where the rounds run is a matter of Beam flags (``pipeline_args``; ``ppml federated run`` takes them as
 ``--beam-arg``), never of code:
 
-* here, in one process: ``--runner=DirectRunner`` (the default);
+* here, in one process: ``--runner=FnApiRunner`` (the default, `LOCAL_PIPELINE_ARGS`; Beam's own default, the
+  DirectRunner, first translates each round's pipeline for its Prism runner and tries to download Prism's binary
+  from GitHub, then falls back to the FnApiRunner where that fails);
 * here, with worker processes: add ``--direct_running_mode=multi_processing --direct_num_workers=W``.
   Each round's pipeline starts its W workers afresh (each imports TensorFlow and traces the model),
   which costs seconds per round (benchmarks/README.md, federated_scaleout.py): worth it only for
@@ -57,13 +59,15 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from federated.simulation.round import train_chunk, trainer_for
 
 _DIAGNOSTICS = "diagnostics"
+LOCAL_PIPELINE_ARGS = ("--runner=FnApiRunner",)
+"""Beam flags of a run given none: Beam's FnApiRunner in this process."""
 
 
 class BeamRunner:
     """Runs each round as a Beam pipeline.
 
     Args:
-      pipeline_args: Beam pipeline flags (default: ``--runner=DirectRunner``).
+      pipeline_args: Beam pipeline flags (default: `LOCAL_PIPELINE_ARGS`).
       temp_location: where client data and round results are written for the workers and the driver
         (default: the flags' ``--temp_location``, else the local temporary folder), each run in a folder
         of its own (local: mode 0700).
@@ -72,7 +76,7 @@ class BeamRunner:
     name = "beam"
 
     def __init__(self, pipeline_args: list[str] | None = None, temp_location: str | None = None):
-        self.pipeline_args = list(pipeline_args or ["--runner=DirectRunner"])
+        self.pipeline_args = list(pipeline_args or LOCAL_PIPELINE_ARGS)
         self.temp_location = (
             temp_location or PipelineOptions(self.pipeline_args).view_as(GoogleCloudOptions).temp_location
         )

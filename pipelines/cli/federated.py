@@ -503,7 +503,9 @@ def _beam_args(o) -> list[str] | None:
         if o["beam_arg"]:
             raise _usage("--beam-arg", "applies to --runner beam")
         return None
-    args = list(o["beam_arg"]) or ["--runner=DirectRunner"]
+    args = list(o["beam_arg"])
+    if not args:  # BeamRunner's LOCAL_PIPELINE_ARGS
+        return args
     from apache_beam.options import pipeline_options
     from apache_beam.runners.runner import create_runner
 
