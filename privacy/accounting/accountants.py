@@ -174,10 +174,11 @@ class StepSharingPldAccountant(dp_accounting.pld.PLDAccountant):
             # dp-accounting composes count Gaussians as one of standard deviation sigma / sqrt(count)
             gaussian = dp_event.GaussianDpEvent(event.noise_multiplier / math.sqrt(count))
             if _shared(gaussian, relation, interval):
-                self._pld = self._pld.compose(_one_event_pld(gaussian, relation, interval))
+                self._pld = self._pld.compose(_one_event_pld(gaussian, relation, interval, _types(gaussian)))
                 return None
         elif do_compose and _shared(event, relation, interval):
-            self._pld = self._pld.compose(_one_event_pld(event, relation, interval).self_compose(count))
+            pld = _one_event_pld(event, relation, interval, _types(event))
+            self._pld = self._pld.compose(pld.self_compose(count))
             return None
         return super()._maybe_compose(event, count, do_compose)
 
@@ -203,10 +204,23 @@ def _shared(event: dp_event.DpEvent, relation: NeighboringRelation, interval: fl
     return shareable and sigma > 0 and gaussian_grid_values(sigma, relation, interval) <= SHARED_PLD_MAX_VALUES
 
 
+def _types(event: dp_event.DpEvent) -> tuple[type, ...]:
+    """The types of a shared event's numbers, part of its memo key: events compare equal across types (0.25 ==
+    numpy.float32(0.25), 100 == 100.0) whose PLDs dp-accounting builds differently (a Poisson-sampled Gaussian of
+    float32 sampling probability 0.25 and noise 1.5 has another epsilon than the float64 one)."""
+    if isinstance(event, dp_event.GaussianDpEvent):
+        return (type(event.noise_multiplier),)
+    if isinstance(event, dp_event.PoissonSampledDpEvent):
+        return type(event.sampling_probability), type(event.event.noise_multiplier)
+    fields = (event.dataset_size, event.sampling_probability, event.truncated_batch_size, event.noise_multiplier)
+    return tuple(type(value) for value in fields)
+
+
 @functools.lru_cache(maxsize=SHARED_PLD_MEMO_SIZE)
-def _one_event_pld(event: dp_event.DpEvent, relation: NeighboringRelation, interval: float):
+def _one_event_pld(event: dp_event.DpEvent, relation: NeighboringRelation, interval: float, types: tuple):
     """The PLD of one Gaussian, Poisson-sampled Gaussian or truncated subsampled Gaussian event, built as
-    `PLDAccountant._maybe_compose` builds it (dp-accounting 0.6.0)."""
+    `PLDAccountant._maybe_compose` builds it (dp-accounting 0.6.0); ``types``, its `_types`, only tell apart
+    equal events of other number types (e.g. numpy.float32) in the memo."""
     pld = dp_accounting.pld.privacy_loss_distribution
     if isinstance(event, dp_event.GaussianDpEvent):
         return pld.from_gaussian_mechanism(

@@ -64,6 +64,19 @@ def test_epsilons_and_deltas_are_dp_accountings_own(relation, interval):
         assert shared.get_delta(1.5) == plain.get_delta(1.5), name
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_equal_steps_of_other_number_types_are_kept_apart(reverse):
+    # equal events (hash and ==) whose PLDs dp-accounting builds differently: float32 vs float64 fields
+    events = [
+        dp_event.PoissonSampledDpEvent(np.float32(0.25), dp_event.GaussianDpEvent(np.float32(1.5))),
+        dp_event.PoissonSampledDpEvent(0.25, dp_event.GaussianDpEvent(1.5)),
+    ]
+    accountants._one_event_pld.cache_clear()
+    for event in reversed(events) if reverse else events:
+        plain, shared = _pair(ADD_REMOVE, 1e-3, event)
+        assert shared.get_epsilon(1e-5) == plain.get_epsilon(1e-5)
+
+
 @pytest.fixture
 def built(monkeypatch):
     """The calls of dp-accounting's `from_gaussian_mechanism` from here on (the kept PLDs cleared first)."""
@@ -107,3 +120,14 @@ def test_a_gaussian_release_is_built_once_and_one_over_the_grid_bound_every_time
     StepSharingPldAccountant(value_discretization_interval=1e-3).compose(step)
     StepSharingPldAccountant(value_discretization_interval=1e-3).compose(step)
     assert len(built) == 5 and accountants._one_event_pld.cache_info().currsize == 1
+
+
+def test_the_grid_bound_applies_to_the_composed_gaussian_and_to_a_truncated_step_as_sensitivity_2(monkeypatch):
+    accountants._one_event_pld.cache_clear()
+    # grids at 1e-3 (pld_grid.gaussian_grid_values): Gaussian 6.5 ~3,100 values, 6.5 / sqrt(100) ~33,000; the
+    # truncated step's noise 1.2 ~17,000 as a sensitivity-1 Gaussian's, ~36,000 as a sensitivity-2 one's
+    monkeypatch.setattr(accountants, "SHARED_PLD_MAX_VALUES", 20_000)
+    for event in (dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(6.5), 100), TRUNCATED):
+        plain, shared = _pair(ADD_REMOVE, 1e-3, event)
+        assert shared.get_epsilon(1e-5) == plain.get_epsilon(1e-5)
+        assert accountants._one_event_pld.cache_info().currsize == 0
