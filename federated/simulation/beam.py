@@ -19,7 +19,8 @@ Where the rounds run is a matter of Beam flags (``pipeline_args``; ``ppml federa
 * here, in one process: ``--runner=FnApiRunner`` (the default, `LOCAL_PIPELINE_ARGS`; Beam's own default, the
   DirectRunner, first translates each round's pipeline for its Prism runner and tries to download Prism's binary
   from GitHub, then falls back to the FnApiRunner where that fails);
-* here, with worker processes: add ``--direct_running_mode=multi_processing --direct_num_workers=W``.
+* here, with worker processes: ``--runner=FnApiRunner --direct_running_mode=multi_processing
+  --direct_num_workers=W`` (name the runner: flags that name none get Beam's default, the DirectRunner).
   Each round's pipeline starts its W workers afresh (each imports TensorFlow and traces the model),
   which costs seconds per round (benchmarks/README.md, federated_scaleout.py): worth it only for
   rounds of many clients;

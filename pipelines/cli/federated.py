@@ -367,7 +367,7 @@ def _default(setting: str):
 @click.option(
     "--beam-arg",
     multiple=True,
-    help="Beam pipeline flag (repeatable), e.g. --beam-arg=--direct_running_mode=multi_processing.",
+    help="Beam pipeline flag (repeatable), e.g. --beam-arg=--runner=FlinkRunner (with none: Beam's FnApiRunner here).",
 )
 @click.option(
     "--execution",
