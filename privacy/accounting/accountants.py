@@ -36,10 +36,10 @@ EPSILON_MEMO_SIZE = 4096
 SHARED_PLD_MEMO_SIZE = 8
 """Most one-event PLDs `StepSharingPldAccountant` keeps in memory."""
 SHARED_PLD_MAX_VALUES = 2 * 10**6
-"""Largest grid of a kept PLD as `_grid_estimate` puts it (16 MB a float64 array; at the product's grid, noise
-multiplier about 0.1 and above under add-remove, 0.2 under replace-one): so the kept PLDs hold at most a few hundred
-MB. A Poisson-sampled step of noise multiplier 1 takes about 1 MB, one of 0.1 about 23 MB. Events needing more are
-built every time."""
+"""Largest grid of a kept PLD as `_shared` estimates it from the event's Gaussian (16 MB a float64 array; at the
+product's grid, noise multiplier about 0.1 and above under add-remove, 0.2 under replace-one): so the kept PLDs hold
+at most a few hundred MB. A Poisson-sampled step of noise multiplier 1 takes about 1 MB, one of 0.1 about 23 MB.
+Events needing more are built every time."""
 
 
 class UnsupportedAccounting(ValueError):
