@@ -3,7 +3,7 @@
 ppml does not re-derive privacy analyses: every epsilon comes from `dp_accounting.rdp.RdpAccountant`
 or `dp_accounting.pld.PLDAccountant`. The one analysis added is `GroupPrivacyAccountant`, which turns an
 example-level guarantee into a user-level one for users with at most K examples. The rest only saves work and
-gives dp-accounting's own floats: `epsilon_of`'s memo, `StepSharingPldAccountant` (one-step PLDs built once) and
+gives dp-accounting's own floats: `epsilon_of`'s memo, `SharedPldAccountant` (one-event PLDs built once) and
 `PriorEvents` (fixed events composed once).
 """
 
@@ -34,7 +34,7 @@ EPSILON_MEMO_SIZE = 4096
 """Most epsilons `epsilon_of` keeps in memory (a PLD epsilon costs up to seconds; a memoised one, a float)."""
 
 SHARED_PLD_MEMO_SIZE = 8
-"""Most one-event PLDs `StepSharingPldAccountant` keeps in memory."""
+"""Most one-event PLDs `SharedPldAccountant` keeps in memory."""
 SHARED_PLD_MAX_VALUES = 2 * 10**6
 """Largest grid of a kept PLD as `_shared` estimates it from the event's Gaussian (16 MB a float64 array; at the
 product's grid, noise multiplier about 0.1 and above under add-remove, 0.2 under replace-one): so the kept PLDs hold
@@ -73,7 +73,7 @@ def make_accountant(
     if kind is AccountantKind.RDP:
         accountant = CheckedRdpAccountant(neighboring_relation=relation)
     else:
-        accountant = StepSharingPldAccountant(
+        accountant = SharedPldAccountant(
             neighboring_relation=relation, value_discretization_interval=PLD_VALUE_DISCRETIZATION_INTERVAL
         )
     if group_size > 1:
@@ -157,7 +157,7 @@ class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
         return self.get_delta_and_optimal_order(target_epsilon)[0]
 
 
-class StepSharingPldAccountant(dp_accounting.pld.PLDAccountant):
+class SharedPldAccountant(dp_accounting.pld.PLDAccountant):
     """dp-accounting's PLDAccountant whose PLD of one event, a Gaussian release (e.g. private preprocessing) or a
     DP-SGD step (a Poisson-sampled or truncated subsampled Gaussian), is built once per process and shared between
     compositions (the `SHARED_PLD_MEMO_SIZE` latest, of grids up to `SHARED_PLD_MAX_VALUES`).

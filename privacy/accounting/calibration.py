@@ -71,22 +71,22 @@ def calibrate_noise_multiplier(
     kind = _check(mechanism, target_epsilon, target_delta, accountant)
     _check_pld_target(mechanism, kind, target_epsilon)
     prior = list(prior_events)
-    composed = functools.cache(lambda k: _prior_events(prior, mechanism, k))  # each accountant's, composed once
-    if prior and composed(kind).epsilon(dp_event.NoOpDpEvent(), target_delta) >= target_epsilon:
+    prior_of = functools.cache(lambda k: _prior_events(prior, mechanism, k))  # per accountant kind, composed once
+    if prior and prior_of(kind).epsilon(dp_event.NoOpDpEvent(), target_delta) >= target_epsilon:
         raise ValueError(
             f"the {len(prior)} prior events alone spend epsilon >= {target_epsilon} at delta "
             f"{target_delta:g}; nothing is left for training"
         )
     floor = _lowest_noise_multiplier(mechanism, kind)
     if mechanism.batch_size_noise_multiplier is not None:
-        _check_padding_noise(mechanism, kind, target_epsilon, target_delta, composed)
+        _check_padding_noise(mechanism, kind, target_epsilon, target_delta, prior_of)
 
     def run(sigma: float) -> dp_event.DpEvent:  # the run's own event, composed after the prior
         return mechanism.replace(noise_multiplier=sigma).dp_event()
 
     @functools.cache
     def epsilon_gap(sigma: float) -> float:
-        return composed(kind).epsilon(run(sigma), target_delta) - target_epsilon
+        return prior_of(kind).epsilon(run(sigma), target_delta) - target_epsilon
 
     lo = hi = max(
         floor,
@@ -124,7 +124,7 @@ def calibrate_noise_multiplier(
                 f"too loose to calibrate"
             )
     return dp_accounting.calibrate_dp_mechanism(
-        composed(kind).accountant,
+        prior_of(kind).accountant,
         run,
         target_epsilon,
         target_delta,
@@ -237,19 +237,19 @@ def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) ->
     return max(MIN_NOISE_MULTIPLIER, (step_floor**-2 - sigma_c**-2) ** -0.5 * (1 + 1e-9))
 
 
-def _check_padding_noise(mechanism: DpSgdMechanism, kind: AccountantKind, target_epsilon, target_delta, composed):
+def _check_padding_noise(mechanism: DpSgdMechanism, kind: AccountantKind, target_epsilon, target_delta, prior_of):
     """Refuses (`PaddingNoiseTooSmall`) a target that the run with steps of noise multiplier sigma_c, the limit of
     sigma_eff as sigma grows, does not undercut. RDP (milliseconds) first: below the target there, PLD is taken to
     reach it too (otherwise the search itself says no sigma reaches it); above it, PLD decides unless RDP's epsilon
-    is beyond `PLD_MAX_EPSILON`. ``composed(kind)``: the prior events' `PriorEvents` for that accountant."""
+    is beyond `PLD_MAX_EPSILON`. ``prior_of(kind)``: the prior events' `PriorEvents` for that accountant."""
     sigma_c = mechanism.batch_size_noise_multiplier
     limit = mechanism.replace(noise_multiplier=sigma_c, batch_size_noise_multiplier=None).dp_event()
     try:
-        epsilon, by = composed(AccountantKind.RDP).epsilon(limit, target_delta), AccountantKind.RDP
+        epsilon, by = prior_of(AccountantKind.RDP).epsilon(limit, target_delta), AccountantKind.RDP
     except UnsupportedAccounting:  # RDP's numerical floor: an epsilon near 0
         return
     if epsilon >= target_epsilon and kind is AccountantKind.PLD and epsilon <= PLD_MAX_EPSILON:
-        epsilon, by = composed(kind).epsilon(limit, target_delta), kind
+        epsilon, by = prior_of(kind).epsilon(limit, target_delta), kind
     if epsilon >= target_epsilon:
         raise PaddingNoiseTooSmall(
             f"batch_size_noise_multiplier {sigma_c:g} is too small for epsilon {target_epsilon:g} at delta "

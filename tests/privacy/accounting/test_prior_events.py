@@ -3,7 +3,7 @@
 The reference is the path before it, kept here: every epsilon from a fresh accountant composing
 ``ComposedDpEvent(prior + [event])``, and every accountant that dp-accounting's `calibrate_dp_mechanism` asks for a
 fresh one composing the same; its PLD accountant is dp-accounting's own `PLDAccountant` (no step PLDs shared, so the
-product's `StepSharingPldAccountant` is checked here too). Answers must be equal, not close.
+product's `SharedPldAccountant` is checked here too). Answers must be equal, not close.
 """
 
 import dp_accounting as dpa

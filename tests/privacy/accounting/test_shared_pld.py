@@ -1,4 +1,4 @@
-"""`StepSharingPldAccountant`: dp-accounting's PLDAccountant's floats, with each DP-SGD step's and each Gaussian
+"""`SharedPldAccountant`: dp-accounting's PLDAccountant's floats, with each DP-SGD step's and each Gaussian
 release's PLD built once."""
 
 import math
@@ -10,7 +10,7 @@ from dp_accounting import dp_event
 from dp_accounting.pld import privacy_loss_distribution
 
 from privacy.accounting import accountants
-from privacy.accounting.accountants import StepSharingPldAccountant
+from privacy.accounting.accountants import SharedPldAccountant
 
 ADD_REMOVE, REPLACE_ONE = dpa.NeighboringRelation.ADD_OR_REMOVE_ONE, dpa.NeighboringRelation.REPLACE_ONE
 STEP = dp_event.PoissonSampledDpEvent(0.02, dp_event.GaussianDpEvent(1.1))
@@ -43,7 +43,7 @@ EVENTS = {
 
 def _pair(relation, interval, event):
     plain = dpa.pld.PLDAccountant(neighboring_relation=relation, value_discretization_interval=interval)
-    shared = StepSharingPldAccountant(neighboring_relation=relation, value_discretization_interval=interval)
+    shared = SharedPldAccountant(neighboring_relation=relation, value_discretization_interval=interval)
     if not plain.supports(event):
         assert not shared.supports(event)
         return None
@@ -92,7 +92,7 @@ def built(monkeypatch):
 def test_a_step_is_built_once_whatever_its_count(built):
     step = dp_event.PoissonSampledDpEvent(0.03, dp_event.GaussianDpEvent(1.3))
     epsilons = [
-        StepSharingPldAccountant(value_discretization_interval=1e-3)
+        SharedPldAccountant(value_discretization_interval=1e-3)
         .compose(dp_event.SelfComposedDpEvent(step, count))
         .get_epsilon(1e-5)
         for count in (10, 20, 30)
@@ -101,24 +101,23 @@ def test_a_step_is_built_once_whatever_its_count(built):
 
 
 def test_the_product_s_pld_accountants_share_steps():
-    assert isinstance(accountants.make_accountant("pld"), StepSharingPldAccountant)
-    assert isinstance(accountants.make_accountant("pld", group_size=2)._inner, StepSharingPldAccountant)
+    assert isinstance(accountants.make_accountant("pld"), SharedPldAccountant)
+    assert isinstance(accountants.make_accountant("pld", group_size=2)._inner, SharedPldAccountant)
 
 
 def test_a_gaussian_release_is_built_once_and_one_over_the_grid_bound_every_time(built, monkeypatch):
     releases = dp_event.ComposedDpEvent([dp_event.GaussianDpEvent(7.5)] * 10)
     first, second = (
-        StepSharingPldAccountant(value_discretization_interval=1e-3).compose(releases).get_epsilon(1e-5)
-        for _ in range(2)
+        SharedPldAccountant(value_discretization_interval=1e-3).compose(releases).get_epsilon(1e-5) for _ in range(2)
     )
     assert first == second and len(built) == 1
     monkeypatch.setattr(accountants, "SHARED_PLD_MAX_VALUES", 10)  # this Gaussian's grid holds more
-    StepSharingPldAccountant(value_discretization_interval=1e-3).compose(dp_event.GaussianDpEvent(6.5))
-    StepSharingPldAccountant(value_discretization_interval=1e-3).compose(dp_event.GaussianDpEvent(6.5))
+    SharedPldAccountant(value_discretization_interval=1e-3).compose(dp_event.GaussianDpEvent(6.5))
+    SharedPldAccountant(value_discretization_interval=1e-3).compose(dp_event.GaussianDpEvent(6.5))
     assert len(built) == 3 and accountants._one_event_pld.cache_info().currsize == 1
     step = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(0.03, dp_event.GaussianDpEvent(1.3)), 4)
-    StepSharingPldAccountant(value_discretization_interval=1e-3).compose(step)
-    StepSharingPldAccountant(value_discretization_interval=1e-3).compose(step)
+    SharedPldAccountant(value_discretization_interval=1e-3).compose(step)
+    SharedPldAccountant(value_discretization_interval=1e-3).compose(step)
     assert len(built) == 5 and accountants._one_event_pld.cache_info().currsize == 1
 
 
