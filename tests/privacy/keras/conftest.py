@@ -17,6 +17,7 @@ pytest process waited (the whole interpreter's run for the module's first case, 
 """
 
 import ast
+import functools
 import importlib.util
 import json
 import os
@@ -138,6 +139,7 @@ def _run_until_a_case_fails_to_end(
     return results
 
 
+@functools.cache  # read once per session: every case of the module asks
 def _module_tree(module: str) -> ast.Module:
     with open(os.path.join(HERE, f"{module}.py")) as f:
         return ast.parse(f.read())
